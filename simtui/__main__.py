@@ -1,0 +1,3 @@
+from simtui.cli import main
+
+main()

@@ -1,0 +1,257 @@
+"""The TOML config file -> model objects, with one-line errors.
+
+Where the file comes from: ``--config FILE``, else ``$SIMTUI_CONFIG``, else
+``<user config dir>/simtui/config.toml`` when it exists, else the embedded
+default (this machine alone). Every problem is a ConfigError naming the file,
+the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from simtui.errors import ConfigError
+from simtui.model import LOCAL, HostKind, HostSpec
+from simtui.units import parse_size
+
+NOTIFY_EVENTS = ("started", "succeeded", "failed", "killed", "lost", "host_down", "host_up")
+EMBEDDED = "<embedded default>"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    interval: float = 2.0
+    timeout: float = 10.0
+    kill_grace: float = 10.0
+    jobs_dir: str = "~/.simtui/jobs"
+    cache_dir: str = "~/.cache/simtui"
+    reserve_mem: int = 0
+    reserve_disk: int = 0
+    max_jobs: int | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    urls: tuple[str, ...] = ()
+    on: tuple[str, ...] = ("failed", "succeeded", "host_down")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    defaults: Defaults = field(default_factory=Defaults)
+    hosts: tuple[HostSpec, ...] = ()
+    notify: Notify = field(default_factory=Notify)
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostSpec:
+        for spec in self.hosts:
+            if spec.name == name:
+                return spec
+        known = ", ".join(h.name for h in self.hosts)
+        raise ConfigError(self.path, None, f"no host named {name!r} (configured: {known})")
+
+
+def simtui_home() -> Path:
+    """Where records and logs live: ``$SIMTUI_HOME`` or the platform's user data dir."""
+    return Path(os.environ.get("SIMTUI_HOME") or platformdirs.user_data_dir("simtui"))
+
+
+def config_path(explicit: str | None = None) -> Path | None:
+    """The config file to read, or None for the embedded default."""
+    chosen = explicit or os.environ.get("SIMTUI_CONFIG")
+    if chosen:
+        return Path(chosen).expanduser()
+    default = Path(platformdirs.user_config_dir("simtui")) / "config.toml"
+    return default if default.is_file() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    path = config_path(explicit)
+    if path is None:
+        return parse_config({}, EMBEDDED)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "no such file (check --config / SIMTUI_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), None, f"cannot read: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), None, f"TOML syntax error: {err}") from None
+    return parse_config(data, str(path))
+
+
+# -- validation ------------------------------------------------------------
+
+
+Check = Callable[[Any], Any]
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_show(value)}")
+    return value
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of strings, got {_show(value)}")
+    return tuple(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"expected a number of seconds above 0, got {_show(value)}")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {_show(value)}")
+    return value
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"expected a port number from 1 to 65535, got {_show(value)}")
+    return value
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"expected a size like 4G, 500M or 1.5GiB, got {_show(value)}")
+    return parse_size(value)
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    events = _strings(value)
+    for event in events:
+        if event not in NOTIFY_EVENTS:
+            raise ValueError(f"unknown event {event!r}; choose from {', '.join(NOTIFY_EVENTS)}")
+    return events
+
+
+def _show(value: Any) -> str:
+    kind = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list", dict: "table"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
+
+
+DEFAULTS_KEYS: dict[str, Check] = {
+    "interval": _positive,
+    "timeout": _positive,
+    "kill_grace": _positive,
+    "jobs_dir": _string,
+    "cache_dir": _string,
+    "reserve_mem": _size,
+    "reserve_disk": _size,
+    "max_jobs": _count,
+}
+HOST_KEYS: dict[str, Check] = {
+    "name": _string,
+    "address": _string,
+    "ssh_alias": _string,
+    "user": _string,
+    "port": _port,
+    "identity": _string,
+    "known_hosts": _string,
+    "ssh_config": _string,
+    "jobs_dir": _string,
+    "cache_dir": _string,
+    "tags": _strings,
+    "max_jobs": _count,
+    "reserve_mem": _size,
+    "reserve_disk": _size,
+}
+LOCAL_KEYS: dict[str, Check] = {
+    "enabled": _boolean,
+    "jobs_dir": _string,
+    "tags": _strings,
+    "max_jobs": _count,
+    "reserve_mem": _size,
+    "reserve_disk": _size,
+}
+NOTIFY_KEYS: dict[str, Check] = {"urls": _strings, "on": _events}
+TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys")
+
+
+def _table(file: str, where: str, data: Any, schema: dict[str, Check]) -> dict[str, Any]:
+    """Validate one TOML table against a schema; return the converted values."""
+    if not isinstance(data, dict):
+        raise ConfigError(file, where, f"expected a table, got {_show(data)}")
+    out = {}
+    for key, value in data.items():
+        key_path = f"{where}.{key}" if where else key
+        if key not in schema:
+            hint = difflib.get_close_matches(key, schema, n=1)
+            fix = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(schema)})"
+            raise ConfigError(file, key_path, f"unknown key{fix}")
+        try:
+            out[key] = schema[key](value)
+        except ValueError as err:
+            raise ConfigError(file, key_path, str(err)) from None
+    return out
+
+
+def parse_config(data: dict[str, Any], file: str) -> Config:
+    """Build a Config from parsed TOML; ``file`` names the source in errors."""
+    for key in data:
+        if key not in TOP_KEYS:
+            hint = difflib.get_close_matches(key, TOP_KEYS, n=1)
+            fix = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(TOP_KEYS)})"
+            raise ConfigError(file, key, f"unknown section{fix}")
+    defaults = Defaults(**_table(file, "defaults", data.get("defaults", {}), DEFAULTS_KEYS))
+    inherited = {
+        "jobs_dir": defaults.jobs_dir,
+        "cache_dir": defaults.cache_dir,
+        "max_jobs": defaults.max_jobs,
+        "reserve_mem": defaults.reserve_mem,
+        "reserve_disk": defaults.reserve_disk,
+    }
+
+    hosts: list[HostSpec] = []
+    local = _table(file, "local", data.get("local", {}), LOCAL_KEYS)
+    if local.pop("enabled", True):
+        local_fields = {**inherited, **local}
+        hosts.append(HostSpec(name=LOCAL, kind=HostKind.LOCAL, **local_fields))
+
+    raw_hosts = data.get("hosts", [])
+    if not isinstance(raw_hosts, list):
+        raise ConfigError(file, "hosts", "expected [[hosts]] entries (an array of tables)")
+    seen = {h.name for h in hosts}
+    for i, raw in enumerate(raw_hosts):
+        where = f"hosts[{i}]"
+        values = _table(file, where, raw, HOST_KEYS)
+        name = values.get("name")
+        if name is None:
+            raise ConfigError(file, where, 'host has no name; add name = "..."')
+        where = f"hosts[{i}] ({name})"
+        if name == LOCAL:
+            raise ConfigError(file, f"{where}.name", "'local' is this machine; choose another name")
+        if name in seen:
+            raise ConfigError(file, f"{where}.name", f"duplicate host name {name!r}")
+        if "address" in values and "ssh_alias" in values:
+            raise ConfigError(file, where, "give address or ssh_alias, not both")
+        seen.add(name)
+        tags = values.pop("tags", ())
+        hosts.append(HostSpec(kind=HostKind.SSH, **{**inherited, **values, "tags": tags}))
+
+    notify = Notify(**_table(file, "notify", data.get("notify", {}), NOTIFY_KEYS))
+    keys_table = data.get("keys", {})
+    keys = _table(file, "keys", keys_table, {k: _string for k in keys_table} if isinstance(keys_table, dict) else {})
+    return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys)

@@ -1,0 +1,1 @@
+"""Orchestration over hosts and the store; async, never imports textual."""

@@ -1,0 +1,35 @@
+"""Is each host reachable? Checked concurrently, each within its own timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from simtui.errors import HostError, HostTimeout, SimtuiError
+from simtui.hosts import Host, open_host
+from simtui.model import HostSpec, HostState, HostStatus
+
+
+async def check_host(host: Host, timeout: float) -> HostStatus:
+    """Connect, run ``true``, close. Never raises: a failure is a ``down`` state."""
+    spec = host.spec
+    start = time.perf_counter()
+    state, reason = HostState.UP, None
+    try:
+        async with asyncio.timeout(timeout):
+            await host.connect()
+            await host.check(["true"])
+    except SimtuiError as err:
+        state, reason = HostState.DOWN, err.detail if isinstance(err, HostError) else str(err)
+    except TimeoutError:
+        state, reason = HostState.DOWN, HostTimeout(spec.name, f"no answer within {timeout:g}s").detail
+    finally:
+        await host.close()
+    latency = (time.perf_counter() - start) * 1000 if state is HostState.UP else None
+    return HostStatus(spec.name, spec.kind, spec.display_address, state, reason, latency, spec.tags)
+
+
+async def check_hosts(specs: Iterable[HostSpec], timeout: float) -> list[HostStatus]:
+    hosts = [open_host(s, timeout=timeout) for s in specs]  # imports happen before the clocks start
+    return list(await asyncio.gather(*(check_host(h, timeout) for h in hosts)))

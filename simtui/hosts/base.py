@@ -1,0 +1,114 @@
+"""The one interface every host connection offers, whatever carries it."""
+
+from __future__ import annotations
+
+import abc
+import shlex
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from simtui.errors import CommandFailed
+from simtui.model import HostSpec
+
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int | None  # None when killed by a signal
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The argv as one shell-safe string: every word quoted (for remote shells)."""
+    if isinstance(argv, str) or not argv:
+        raise TypeError("a command is a non-empty sequence of words, not a string")
+    return shlex.join(argv)
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; a partial line waits for the rest.
+
+    Splitting on b"\\n" before decoding keeps a multi-byte character that arrives
+    across two reads intact; undecodable bytes become U+FFFD.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        data = self._rest + data
+        *lines, self._rest = data.split(b"\n")
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self._rest = self._rest, b""
+        return [rest.decode("utf-8", "replace")] if rest else []
+
+
+class Host(abc.ABC):
+    """A connection to one host. Commands are argv sequences, never shell strings:
+    where a shell is needed, pass ``["sh", "-c", script]`` and it is quoted for you.
+    """
+
+    def __init__(self, spec: HostSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection; raises a HostError subclass on failure."""
+
+    @abc.abstractmethod
+    async def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run a command to completion and collect its output."""
+
+    @abc.abstractmethod
+    def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
+        """Run a command and yield its stdout in chunks as it arrives."""
+
+    @abc.abstractmethod
+    async def put(self, local: Path, remote: str) -> None:
+        """Copy a local file to the host (remote relative to the home dir)."""
+
+    @abc.abstractmethod
+    async def get(self, remote: str, local: Path) -> None:
+        """Copy a file from the host to a local path."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+
+    async def check(self, argv: Sequence[str], *, input: str | None = None) -> str:
+        """Run a command that must succeed; its stdout, else CommandFailed."""
+        result = await self.run(argv, input=input)
+        if not result.ok:
+            raise CommandFailed(self.name, command_line(argv), result.exit_status, result.stderr)
+        return result.stdout
+
+    async def lines(self, argv: Sequence[str]) -> AsyncIterator[str]:
+        """Run a command and yield its stdout line by line (without the newline)."""
+        splitter = LineSplitter()
+        async for chunk in self.stream(argv):
+            for line in splitter.feed(chunk):
+                yield line
+        for line in splitter.flush():
+            yield line
+
+    async def __aenter__(self) -> Host:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,73 @@
+"""This machine, behind the same interface as an SSH host: asyncio subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from simtui.hosts.base import CHUNK, CommandResult, Host, command_line
+
+
+def _home_path(path: str) -> Path:
+    """A remote-style path (relative = relative to home, ``~`` expanded)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path.home() / p
+
+
+class LocalHost(Host):
+    async def connect(self) -> None:
+        """Nothing to open: this machine is always reachable."""
+
+    async def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        command_line(argv)  # same argument rules as remote hosts
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(input.encode() if input is not None else None), timeout
+            )
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        status = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else None
+        return CommandResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
+        command_line(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,  # closed when we stop: the command sees EOF
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            while chunk := await proc.stdout.read(CHUNK):
+                yield chunk
+        finally:
+            proc.stdin.close()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+            await proc.wait()
+
+    async def put(self, local: Path, remote: str) -> None:
+        target = _home_path(remote)
+        await asyncio.to_thread(shutil.copyfile, local, target)
+
+    async def get(self, remote: str, local: Path) -> None:
+        await asyncio.to_thread(shutil.copyfile, _home_path(remote), local)
+
+    async def close(self) -> None:
+        """Nothing to close."""

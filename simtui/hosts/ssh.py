@@ -1,0 +1,193 @@
+"""SSH hosts through asyncssh: the only module that imports it.
+
+Host keys are always verified against known_hosts (the spec's file, else
+``~/.ssh/known_hosts``); a missing file means no key is trusted, never that any
+key is. Every failure becomes a typed HostError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncssh
+
+from simtui.errors import (
+    AuthRefused,
+    ChangedHostKey,
+    ConnectionRefused,
+    HostDisconnected,
+    HostError,
+    HostTimeout,
+    HostUnreachable,
+    UnknownHostKey,
+)
+from simtui.hosts.base import CHUNK, CommandResult, Host, command_line
+from simtui.model import HostSpec
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+
+
+def _sftp_path(remote: str) -> str:
+    """SFTP paths are relative to home already; it does not expand ``~``."""
+    if remote == "~":
+        return "."
+    return remote[2:] if remote.startswith("~/") else remote
+
+
+class SshHost(Host):
+    def __init__(self, spec: HostSpec, *, timeout: float = 10.0, keepalive: float = 15.0) -> None:
+        super().__init__(spec)
+        self.timeout = timeout
+        self.keepalive = keepalive
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    # -- connection --------------------------------------------------------
+
+    def _known_hosts_file(self) -> str:
+        return os.path.expanduser(self.spec.known_hosts or DEFAULT_KNOWN_HOSTS)
+
+    def _known_hosts(self) -> asyncssh.SSHKnownHosts:
+        path = self._known_hosts_file()
+        if not os.path.exists(path):
+            return asyncssh.import_known_hosts("")  # trust nothing
+        return asyncssh.read_known_hosts(path)
+
+    def _config_files(self) -> list[str]:
+        path = os.path.expanduser(self.spec.ssh_config or DEFAULT_SSH_CONFIG)
+        if self.spec.ssh_config and not os.path.exists(path):
+            raise HostError(self.name, f"ssh config {path} does not exist (check ssh_config)")
+        return [path] if os.path.exists(path) else []
+
+    def _options(self) -> dict:
+        spec = self.spec
+        options: dict = {
+            "config": self._config_files(),
+            "known_hosts": self._known_hosts(),
+            "keepalive_interval": self.keepalive,
+            "keepalive_count_max": 3,
+            "connect_timeout": self.timeout,
+            "login_timeout": self.timeout,
+        }
+        if spec.user:
+            options["username"] = spec.user
+        if spec.port:
+            options["port"] = spec.port
+        if spec.identity:
+            options["client_keys"] = [os.path.expanduser(spec.identity)]
+            options["agent_path"] = None
+        return options
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        options = self._options()
+        port = options.pop("port", ())
+        try:
+            self._conn = await asyncio.wait_for(
+                asyncssh.connect(self.spec.target, port, **options), self.timeout + 1
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise self._host_key_error(options, port) from None
+        except asyncssh.PermissionDenied:
+            who = f"user {self.spec.user!r}" if self.spec.user else "the configured user"
+            raise AuthRefused(
+                self.name, f"authentication refused for {who}: check identity / ssh-agent / authorized_keys"
+            ) from None
+        except ConnectionRefusedError:
+            raise ConnectionRefused(
+                self.name, f"connection refused by {self.spec.display_address}: is sshd running on that port?"
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise HostTimeout(
+                self.name, f"no answer from {self.spec.display_address} within {self.timeout:g}s"
+            ) from None
+        except socket.gaierror as err:
+            raise HostUnreachable(self.name, f"cannot resolve {self.spec.target!r}: {err.strerror}") from None
+        except (OSError, asyncssh.Error) as err:
+            raise HostUnreachable(self.name, f"cannot connect: {err}") from None
+
+    def _host_key_error(self, options: dict, port: object) -> HostError:
+        """Tell an unknown key from a changed one: do we trust any key for it?"""
+        resolved = asyncssh.SSHClientConnectionOptions(
+            host=self.spec.target, port=port, config=options["config"], known_hosts=None
+        )
+        host, port_ = resolved.host, resolved.port
+        known = self._known_hosts_file()
+        trusted = self._known_hosts().match(host, host, port_)[0]
+        where = f"[{host}]:{port_}" if port_ != 22 else host
+        if trusted:
+            return ChangedHostKey(
+                self.name,
+                f"host key for {where} has CHANGED since it was stored in {known}; if that is "
+                f"expected, remove the old key with: ssh-keygen -R '{where}' -f {known}",
+            )
+        return UnknownHostKey(
+            self.name,
+            f"host key for {where} is not in {known}; verify it and add it with: "
+            f"ssh-keyscan -p {port_} {host} >> {known}",
+        )
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+
+    def _connection(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise HostDisconnected(self.name, "not connected")
+        return self._conn
+
+    # -- commands ----------------------------------------------------------
+
+    async def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        line = command_line(argv)
+        try:
+            result = await self._connection().run(line, input=input, check=False, timeout=timeout)
+        except asyncssh.TimeoutError:
+            raise HostTimeout(self.name, f"`{line}` did not finish within {timeout:g}s") from None
+        except (asyncssh.Error, OSError) as err:
+            raise HostDisconnected(self.name, f"connection lost: {err}") from None
+        status = result.exit_status if result.exit_status is not None and result.exit_status >= 0 else None
+        return CommandResult(status, str(result.stdout or ""), str(result.stderr or ""))
+
+    async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
+        line = command_line(argv)
+        try:
+            proc = await self._connection().create_process(line, encoding=None, stderr=asyncssh.DEVNULL)
+        except (asyncssh.Error, OSError) as err:
+            raise HostDisconnected(self.name, f"connection lost: {err}") from None
+        try:
+            while True:
+                try:
+                    chunk = await proc.stdout.read(CHUNK)
+                except (asyncssh.Error, OSError) as err:
+                    raise HostDisconnected(self.name, f"connection lost: {err}") from None
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            proc.close()
+
+    # -- files -------------------------------------------------------------
+
+    async def put(self, local: Path, remote: str) -> None:
+        try:
+            async with self._connection().start_sftp_client() as sftp:
+                await sftp.put(str(local), _sftp_path(remote))
+        except (asyncssh.Error, OSError) as err:
+            raise HostError(self.name, f"cannot copy {local} to {remote}: {err}") from None
+
+    async def get(self, remote: str, local: Path) -> None:
+        try:
+            async with self._connection().start_sftp_client() as sftp:
+                await sftp.get(_sftp_path(remote), str(local))
+        except (asyncssh.Error, OSError) as err:
+            raise HostError(self.name, f"cannot copy {remote} to {local}: {err}") from None

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sshd import SSHD, SshdLab  # noqa: E402
+
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_sshd() -> None:
+    if SSHD is None:
+        message = "OpenSSH sshd is not installed (the README test command installs it)"
+        if ON_CI:
+            pytest.fail(message + "; CI must run the SSH tests", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def simtui_env(tmp_path, monkeypatch):
+    """Every test gets its own SIMTUI_HOME and no stray user config."""
+    monkeypatch.setenv("SIMTUI_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SIMTUI_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """Three real sshd hosts (h0..h2 on 127.0.0.2..4), shared by the session."""
+    need_sshd()
+    lab = SshdLab(tmp_path_factory.mktemp("lab"), 3)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def make_lab(tmp_path_factory):
+    """A private lab for tests that stop, pause or break their hosts."""
+    need_sshd()
+    labs: list[SshdLab] = []
+
+    def make(count: int = 1, prefix: str = "x") -> SshdLab:
+        first = 20 + 10 * len(labs)
+        labs.append(SshdLab(tmp_path_factory.mktemp("lab"), count, first_address=first, prefix=prefix))
+        return labs[-1]
+
+    yield make
+    for made in labs:
+        made.close()
