@@ -228,9 +228,9 @@ class SshdLab:
     def host_key_line(host: SshdHost) -> str:
         return " ".join((host.dir / "host_key.pub").read_text().split()[:2])
 
-    def config_toml(self, local: bool = True) -> str:
+    def config_toml(self, local: bool = True, hosts: list[SshdHost] | None = None) -> str:
         parts = [] if local else ["[local]\nenabled = false\n"]
-        for h in self.hosts:
+        for h in self.hosts if hosts is None else hosts:
             parts.append(
                 textwrap.dedent(
                     f"""\

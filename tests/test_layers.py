@@ -1,0 +1,73 @@
+"""The layers of DESIGN.md, enforced: arrows point down only."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "simtui"
+
+
+def imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+MODULES = {p.relative_to(PACKAGE.parent).as_posix(): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+# (module path prefix, imported package prefix that it must not use)
+FORBIDDEN = [
+    ("simtui/engine/", "simtui.ui"),
+    ("simtui/hosts/", "simtui.engine"),
+    ("simtui/hosts/", "simtui.store"),
+    ("simtui/hosts/", "simtui.ui"),
+    ("simtui/store/", "simtui.engine"),
+    ("simtui/store/", "simtui.hosts"),
+    ("simtui/store/", "simtui.ui"),
+    ("simtui/provenance.py", "simtui.engine"),
+    ("simtui/config.py", "simtui.engine"),
+]
+
+
+def uses(imported: set[str], package: str) -> bool:
+    return any(name == package or name.startswith(package + ".") for name in imported)
+
+
+def test_only_the_ui_imports_textual():
+    offenders = [m for m, imp in MODULES.items() if uses(imp, "textual") and not m.startswith("simtui/ui/")]
+    assert offenders == []
+
+
+def test_only_hosts_ssh_imports_asyncssh():
+    offenders = [m for m, imp in MODULES.items() if uses(imp, "asyncssh") and m != "simtui/hosts/ssh.py"]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("where,package", FORBIDDEN)
+def test_arrows_point_down(where, package):
+    offenders = [m for m, imp in MODULES.items() if m.startswith(where) and uses(imp, package)]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("module", ["simtui/model.py", "simtui/units.py", "simtui/errors.py"])
+def test_base_modules_are_stdlib_only(module):
+    outside = {
+        name for name in MODULES[module]
+        if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] not in ("simtui", "__future__")
+    }
+    assert outside == set()
+
+
+def test_command_line_start_up_imports_neither_textual_nor_asyncssh():
+    code = "import sys, simtui.cli, simtui.engine.status; print(sorted(m for m in ('textual', 'asyncssh') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
