@@ -1,0 +1,168 @@
+"""The remote job layout, over any Host: launch detached, inspect, kill, follow.
+
+A job lives in ``<jobs_dir>/<label>/`` on its host:
+
+- ``out.log``  stdout and stderr of the job
+- ``pid``      the wrapper's pid, which is also the job's process group and session
+- ``exit``     the exit code, written by the wrapper when the job ends (also on TERM);
+               ``kill`` writes 137 when it had to use KILL
+- ``meta.json`` / ``outputs.json``  provenance captured on the host (start / end)
+
+The job runs under ``setsid`` with stdin from /dev/null, so closing simtui, losing
+the network or restarting sshd does not stop it. Every script here is a constant
+and every value reaches it as a quoted argument, never pasted into the text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from simtui.errors import CommandFailed, UsageError
+from simtui.hosts.base import Host
+
+# $1 = job dir; the rest is the job's argv. Runs as the session leader.
+WRAPPER = r"""
+d=$1; shift
+echo $$ > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"
+"$@" &
+child=$!
+trap 'termed=1; kill -TERM "$child" 2>/dev/null' TERM INT HUP
+code=127
+while :; do
+    termed=0
+    wait "$child"; c=$?
+    [ "$c" = 127 ] || code=$c  # 127: reaped by an earlier, interrupted wait
+    [ "$termed" = 1 ] || break  # a trap cut the wait short: wait for the real end
+done
+echo "$code" > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
+exit "$code"
+"""
+
+# $1 = wrapper text, $2 = job dir, $3 = workdir; the rest is the job's argv.
+LAUNCH = r"""
+wrapper=$1; d=$2; w=$3; shift 3
+mkdir -p "$d" || exit 90
+cd "$w" 2>/dev/null || { echo "workdir $w does not exist" >&2; exit 91; }
+[ -e "$d/pid" ] && { echo "job dir $d is in use" >&2; exit 92; }
+: > "$d/out.log"
+setsid sh -c "$wrapper" simtui-job "$d" "$@" < /dev/null >> "$d/out.log" 2>&1 &
+i=0
+while [ ! -s "$d/pid" ]; do
+    i=$((i + 1)); [ "$i" -gt 500 ] && { echo "job did not start" >&2; exit 93; }
+    sleep 0.01
+done
+cat "$d/pid"
+"""
+
+# Is any process of session $1 still running? Zombies do not count: a reaper
+# that is slow to collect them must not make a finished job look alive.
+ALIVE = r"""
+alive() { ps -o stat= -s "$1" 2>/dev/null | grep -q '^[^Z]'; }
+"""
+
+# Arguments: job dirs. One line per job: dir, pid, alive (0/1), exit code, log size.
+STATUS = ALIVE + r"""
+for d do
+    pid=$(cat "$d/pid" 2>/dev/null)
+    code=$(cat "$d/exit" 2>/dev/null)
+    alive=0
+    [ -n "$pid" ] && alive "$pid" && alive=1
+    size=$(wc -c < "$d/out.log" 2>/dev/null)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "$alive" "${code:--}" "${size:-0}"
+done
+"""
+
+# $1 = job dir, $2 = grace in tenths of a second. TERM the group, KILL after grace.
+KILL = ALIVE + r"""
+d=$1; grace=$2
+pid=$(cat "$d/pid" 2>/dev/null) || { echo "no pid file in $d" >&2; exit 1; }
+kill -s TERM -- "-$pid" 2>/dev/null || exit 0
+i=0
+while alive "$pid"; do
+    [ "$i" -eq "$grace" ] && kill -s KILL -- "-$pid" 2>/dev/null
+    [ "$i" -gt $((grace + 50)) ] && { echo "job $pid survived KILL" >&2; exit 1; }
+    sleep 0.1; i=$((i + 1))
+done
+[ -f "$d/exit" ] || echo 137 > "$d/exit"
+"""
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """What a job's folder says right now."""
+
+    label: str
+    pid: int | None
+    alive: bool
+    exit_code: int | None
+    log_size: int
+
+    @property
+    def vanished(self) -> bool:
+        """Its processes are gone and it left no exit code: the job is lost."""
+        return self.pid is not None and not self.alive and self.exit_code is None
+
+
+def job_dir(jobs_dir: str, label: str) -> str:
+    """The job's folder as a path the remote shell understands (``~`` -> ``$HOME``)."""
+    if not label or "/" in label or label in (".", ".."):
+        raise UsageError(f"bad job label {label!r}")
+    return posixpath.join(jobs_dir, label)
+
+
+def _sh(script: str, *args: str) -> list[str]:
+    return ["sh", "-c", script, "sh", *args]
+
+
+def _expand(path: str) -> str:
+    """``~`` is not expanded inside quotes; relative paths are relative to home anyway."""
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+async def launch(host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".") -> int:
+    """Start ``argv`` detached in ``workdir``; returns the job's pid (= its process group)."""
+    d = _expand(job_dir(jobs_dir, label))
+    result = await host.run(_sh(LAUNCH, WRAPPER, d, _expand(workdir), *argv))
+    if not result.ok:
+        raise CommandFailed(host.name, f"launch {label}", result.exit_status, result.stderr)
+    return int(result.stdout.split()[-1])
+
+
+async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, RemoteJob]:
+    """Read every job's folder in one command."""
+    if not labels:
+        return {}
+    dirs = {_expand(job_dir(jobs_dir, label)): label for label in labels}
+    out = await host.check(_sh(STATUS, *dirs))
+    jobs = {}
+    for line in out.splitlines():
+        d, pid, alive, code, size = line.split("\t")
+        label = dirs[d]
+        jobs[label] = RemoteJob(
+            label,
+            int(pid) if pid.isdigit() else None,
+            alive == "1",
+            int(code) if code.lstrip("-").isdigit() else None,
+            int(size) if size.isdigit() else 0,
+        )
+    return jobs
+
+
+async def kill(host: Host, jobs_dir: str, label: str, grace: float) -> None:
+    """TERM the job's process group; KILL it if it is still there after ``grace`` s."""
+    d = _expand(job_dir(jobs_dir, label))
+    await host.check(_sh(KILL, d, str(max(int(grace * 10), 0))))
+
+
+def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0) -> AsyncIterator[bytes]:
+    """The log from byte ``offset`` on, live, until the job's wrapper exits.
+
+    ``tail -F`` follows the file by name; ``--pid`` ends it once the job is gone,
+    after one last read, so nothing written before the end is missed.
+    """
+    log = posixpath.join(_expand(job_dir(jobs_dir, label)), "out.log")
+    return host.stream(["tail", "-c", f"+{offset + 1}", "-F", "-s", "0.2", f"--pid={pid}", log])

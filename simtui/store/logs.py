@@ -1,0 +1,76 @@
+"""Local copies of job logs: ``$SIMTUI_HOME/logs/<label>.log``, gzipped when done.
+
+The local size is the resume point for following a remote log: after a
+reconnect, ``tail -c +<size+1>`` continues exactly where the copy ends.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from simtui.config import simtui_home
+
+READ_CHUNK = 1 << 16
+
+
+class LocalLog:
+    def __init__(self, label: str, home: Path | None = None) -> None:
+        self.dir = (home or simtui_home()) / "logs"
+        self.path = self.dir / f"{label}.log"
+        self.gz_path = self.dir / f"{label}.log.gz"
+        self._file = None
+
+    def size(self) -> int:
+        """Bytes held so far (of the uncompressed log)."""
+        if self.path.exists():
+            return self.path.stat().st_size
+        if self.gz_path.exists():
+            with gzip.open(self.gz_path, "rb") as f:
+                return sum(len(chunk) for chunk in iter(lambda: f.read(READ_CHUNK), b""))
+        return 0
+
+    @property
+    def compressed(self) -> bool:
+        return self.gz_path.exists() and not self.path.exists()
+
+    def append(self, data: bytes) -> None:
+        """Add bytes at the end and flush, so other processes see them at once."""
+        if self._file is None:
+            if self.compressed:
+                raise RuntimeError(f"{self.gz_path} is finished; it takes no more data")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        self._file.write(data)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def compress(self) -> None:
+        """Gzip the finished log (atomically: the plain file goes only once the .gz is whole)."""
+        self.close()
+        if not self.path.exists():
+            return
+        tmp = self.gz_path.with_suffix(".gz.tmp")
+        with open(self.path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, READ_CHUNK)
+        os.replace(tmp, self.gz_path)
+        self.path.unlink()
+
+    def chunks(self, offset: int = 0) -> Iterator[bytes]:
+        """The log's bytes from ``offset``, plain or compressed."""
+        if self.path.exists():
+            opener = open(self.path, "rb")
+        elif self.gz_path.exists():
+            opener = gzip.open(self.gz_path, "rb")
+        else:
+            return
+        with opener as f:
+            f.seek(offset)
+            yield from iter(lambda: f.read(READ_CHUNK), b"")
