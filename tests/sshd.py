@@ -10,6 +10,7 @@ current user.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import pwd
 import shutil
@@ -212,14 +213,16 @@ class SshdLab:
         """Write the client key where sshd (reading as the host's user) can see it."""
         pub = (self.root / "client_key.pub").read_text()
         if IS_ROOT:
+            # One file per lab, so that labs running side by side never clobber each other.
             ssh_dir = host.home / ".ssh"
             ssh_dir.mkdir(mode=0o700, exist_ok=True)
-            path = ssh_dir / "authorized_keys"
+            name = f"authorized_keys.{hashlib.sha256(str(self.root).encode()).hexdigest()[:12]}"
+            path = ssh_dir / name
             path.write_text(pub)
             user = pwd.getpwnam(host.user)
             for p in (ssh_dir, path):
                 os.chown(p, user.pw_uid, user.pw_gid)
-            return ".ssh/authorized_keys"
+            return f".ssh/{name}"
         path = self.root / "authorized_keys"
         path.write_text(pub)
         return str(path)

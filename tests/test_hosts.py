@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -19,6 +17,7 @@ from simtui.errors import (
 )
 from simtui.hosts import LineSplitter, open_host
 from simtui.model import LOCAL, HostKind, HostSpec
+from clirun import simtui
 from sshd import keygen
 
 TRICKY = ["a b", "it's", '"q"', "$(echo no)", "; echo no", "*", "\\", "ünï", "", "--x"]
@@ -150,11 +149,6 @@ async def test_timeout_when_sshd_does_not_answer(make_lab):
 
 
 # -- `simtui hosts` ---------------------------------------------------------
-
-
-def simtui(*args, config=None, timeout=60):
-    cmd = [sys.executable, "-m", "simtui"] + (["--config", str(config)] if config else []) + list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_hosts_json_shows_local_and_sshd_hosts_up(lab, tmp_path):

@@ -32,6 +32,14 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
+def home_relative(path: str) -> str:
+    """A remote path for a command or SFTP: both start in the home dir, and a
+    quoted ``~`` is not expanded (``~/x`` -> ``x``, ``~`` -> ``.``)."""
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
 class LineSplitter:
     """Bytes in, complete lines out; a partial line waits for the rest.
 
@@ -63,6 +71,11 @@ class Host(abc.ABC):
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def connected(self) -> bool:
+        """Whether commands can run now (an SSH connection may drop at any time)."""
+        return True
 
     @abc.abstractmethod
     async def connect(self) -> None:

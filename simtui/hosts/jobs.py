@@ -62,7 +62,8 @@ ALIVE = r"""
 alive() { ps -o stat= -s "$1" 2>/dev/null | grep -q '^[^Z]'; }
 """
 
-# Arguments: job dirs. One line per job: dir, pid, alive (0/1), exit code, log size.
+# Arguments: job dirs. One line per job: dir, pid, alive (0/1), exit code, log size,
+# and when the exit file was written (unix seconds; "-" when there is none).
 STATUS = ALIVE + r"""
 for d do
     pid=$(cat "$d/pid" 2>/dev/null)
@@ -70,7 +71,8 @@ for d do
     alive=0
     [ -n "$pid" ] && alive "$pid" && alive=1
     size=$(wc -c < "$d/out.log" 2>/dev/null)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "$alive" "${code:--}" "${size:-0}"
+    ended=$(date -r "$d/exit" +%s.%N 2>/dev/null)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "$alive" "${code:--}" "${size:-0}" "${ended:--}"
 done
 """
 
@@ -98,6 +100,7 @@ class RemoteJob:
     alive: bool
     exit_code: int | None
     log_size: int
+    ended: float | None = None
 
     @property
     def vanished(self) -> bool:
@@ -140,7 +143,7 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
     out = await host.check(_sh(STATUS, *dirs))
     jobs = {}
     for line in out.splitlines():
-        d, pid, alive, code, size = line.split("\t")
+        d, pid, alive, code, size, ended = line.split("\t")
         label = dirs[d]
         jobs[label] = RemoteJob(
             label,
@@ -148,6 +151,7 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
             alive == "1",
             int(code) if code.lstrip("-").isdigit() else None,
             int(size) if size.isdigit() else 0,
+            _seconds(ended),
         )
     return jobs
 
@@ -158,11 +162,28 @@ async def kill(host: Host, jobs_dir: str, label: str, grace: float) -> None:
     await host.check(_sh(KILL, d, str(max(int(grace * 10), 0))))
 
 
+def _seconds(text: str) -> float | None:
+    """``date +%s.%N`` output; where %N is not supported only the seconds count."""
+    try:
+        return float(text)
+    except ValueError:
+        head = text.split(".")[0]
+        return float(head) if head.isdigit() else None
+
+
+def read(host: Host, jobs_dir: str, label: str, offset: int = 0) -> AsyncIterator[bytes]:
+    """The log from byte ``offset`` to its current end."""
+    return host.stream(["tail", "-c", f"+{offset + 1}", _log(jobs_dir, label)])
+
+
+def _log(jobs_dir: str, label: str) -> str:
+    return posixpath.join(_expand(job_dir(jobs_dir, label)), "out.log")
+
+
 def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0) -> AsyncIterator[bytes]:
     """The log from byte ``offset`` on, live, until the job's wrapper exits.
 
     ``tail -F`` follows the file by name; ``--pid`` ends it once the job is gone,
     after one last read, so nothing written before the end is missed.
     """
-    log = posixpath.join(_expand(job_dir(jobs_dir, label)), "out.log")
-    return host.stream(["tail", "-c", f"+{offset + 1}", "-F", "-s", "0.2", f"--pid={pid}", log])
+    return host.stream(["tail", "-c", f"+{offset + 1}", "-F", "-s", "0.2", f"--pid={pid}", _log(jobs_dir, label)])

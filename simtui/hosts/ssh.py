@@ -25,18 +25,11 @@ from simtui.errors import (
     HostUnreachable,
     UnknownHostKey,
 )
-from simtui.hosts.base import CHUNK, CommandResult, Host, command_line
+from simtui.hosts.base import CHUNK, CommandResult, Host, command_line, home_relative
 from simtui.model import HostSpec
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
-
-
-def _sftp_path(remote: str) -> str:
-    """SFTP paths are relative to home already; it does not expand ``~``."""
-    if remote == "~":
-        return "."
-    return remote[2:] if remote.startswith("~/") else remote
 
 
 class SshHost(Host):
@@ -47,6 +40,10 @@ class SshHost(Host):
         self._conn: asyncssh.SSHClientConnection | None = None
 
     # -- connection --------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     def _known_hosts_file(self) -> str:
         return os.path.expanduser(self.spec.known_hosts or DEFAULT_KNOWN_HOSTS)
@@ -83,8 +80,9 @@ class SshHost(Host):
         return options
 
     async def connect(self) -> None:
-        if self._conn is not None:
+        if self.connected:
             return
+        await self.close()  # a dropped connection: forget it before dialling again
         options = self._options()
         port = options.pop("port", ())
         try:
@@ -181,13 +179,13 @@ class SshHost(Host):
     async def put(self, local: Path, remote: str) -> None:
         try:
             async with self._connection().start_sftp_client() as sftp:
-                await sftp.put(str(local), _sftp_path(remote))
+                await sftp.put(str(local), home_relative(remote))
         except (asyncssh.Error, OSError) as err:
             raise HostError(self.name, f"cannot copy {local} to {remote}: {err}") from None
 
     async def get(self, remote: str, local: Path) -> None:
         try:
             async with self._connection().start_sftp_client() as sftp:
-                await sftp.get(_sftp_path(remote), str(local))
+                await sftp.get(home_relative(remote), str(local))
         except (asyncssh.Error, OSError) as err:
             raise HostError(self.name, f"cannot copy {remote} to {local}: {err}") from None

@@ -6,6 +6,7 @@ reconnect, ``tail -c +<size+1>`` continues exactly where the copy ends.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import shutil
@@ -19,10 +20,26 @@ READ_CHUNK = 1 << 16
 
 class LocalLog:
     def __init__(self, label: str, home: Path | None = None) -> None:
+        self.label = label
         self.dir = (home or simtui_home()) / "logs"
         self.path = self.dir / f"{label}.log"
         self.gz_path = self.dir / f"{label}.log.gz"
         self._file = None
+        self._lock = None
+
+    def claim(self) -> bool:
+        """Become the one process that writes this copy (until close()); False when
+        another simtui process already does. Two writers would store bytes twice."""
+        if self._lock is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.dir / f"{self.path.name}.lock", "wb")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                return False
+            self._lock = lock
+        return True
 
     def size(self) -> int:
         """Bytes held so far (of the uncompressed log)."""
@@ -51,6 +68,9 @@ class LocalLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.close()  # releases the claim
+            self._lock = None
 
     def compress(self) -> None:
         """Gzip the finished log (atomically: the plain file goes only once the .gz is whole)."""

@@ -1,0 +1,292 @@
+"""Jobs end to end: submit (place, record, launch), reconcile, follow, kill, rerun, queue.
+
+The engine keeps the records in step with what each job's folder on its host
+says (simtui.hosts.jobs); it returns model objects and never touches a screen.
+States: queued -> starting -> running -> succeeded | failed | killed | lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, replace
+
+from simtui.config import Config
+from simtui.engine.pool import HostPool
+from simtui.errors import HostError, SimtuiError, UsageError
+from simtui.hosts import Host
+from simtui.hosts import jobs as remote
+from simtui.model import LOCAL, HostKind, JobSpec, JobState, Needs, Record
+from simtui.provenance import make_label
+from simtui.store.logs import LocalLog
+from simtui.store.records import Store
+from simtui.textsafe import sanitize
+
+ACTIVE = (JobState.STARTING, JobState.RUNNING)
+TAIL_LINES = 20
+TAIL_BYTES = 64 * 1024  # enough for the last lines; never read a whole big log for them
+RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds; the last one repeats
+
+
+class Engine:
+    def __init__(self, config: Config, store: Store, pool: HostPool | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool or HostPool(config)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- submit ----------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, *, repeat_of: str | None = None) -> Record:
+        """Record the job and start it, unless it waits (``after``, ``max_jobs``)."""
+        if spec.after:
+            spec = replace(spec, after=self.store.resolve(spec.after))
+        host, why = await self._choose_host(spec)
+        host_spec = self.config.host(host)
+        workdir = spec.workdir or (os.getcwd() if host_spec.kind is HostKind.LOCAL else "~")
+        now = time.time()
+        label = make_label({"argv": list(spec.argv), "host": host, "workdir": workdir, "created": now})
+        record = Record(
+            label=label, host=host, command=shlex.join(spec.argv), state=JobState.QUEUED,
+            argv=list(spec.argv), workdir=workdir, tags=list(spec.tags), reason=spec.reason,
+            params=dict(spec.params), placement=why, repeat_of=repeat_of, after=spec.after,
+            needs=asdict(spec.needs) if not spec.needs.is_empty() else None,
+            jobs_dir=host_spec.jobs_dir, created=now,
+        )
+        self.store.insert(record)
+        if spec.after or not self._has_slot(host):
+            return self.store.get(label)
+        return await self.start(self.store.get(label))
+
+    async def _choose_host(self, spec: JobSpec) -> tuple[str, str | None]:
+        if spec.host:
+            self.config.host(spec.host)  # a clear error for an unknown name
+            return spec.host, None
+        if spec.needs.is_empty():
+            names = [h.name for h in self.config.hosts]
+            if LOCAL in names:
+                return LOCAL, None
+            raise UsageError("give --host HOST or what the job needs (--cpus, --mem, --gpus, ...)")
+        from simtui.engine.placement import place
+        from simtui.engine.sampler import probe_hosts
+
+        results = await probe_hosts(list(self.config.hosts), self.config.defaults.timeout)
+        placement = place(spec.needs, results)
+        if placement.host is None:
+            reasons = "; ".join(placement.reasons.values())
+            raise SimtuiError(f"no host fits: {reasons}")
+        return placement.host, placement.why
+
+    def _has_slot(self, host: str) -> bool:
+        limit = self.config.host(host).max_jobs
+        if limit is None:
+            return True
+        running = sum(len(list(self.store.find(host=host, state=s, limit=None))) for s in ACTIVE)
+        return running < limit
+
+    async def start(self, record: Record) -> Record:
+        """Launch a queued job on its host; a host that cannot be reached fails it."""
+        label = record.label
+        self.store.update(label, state=JobState.STARTING)
+        try:
+            host = await self.host(record.host)
+            started = time.time()
+            pid = await remote.launch(host, record.jobs_dir, label, record.argv, record.workdir or ".")
+        except SimtuiError as err:
+            return self.store.update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
+        return self.store.update(label, state=JobState.RUNNING, pid=pid, started=started)
+
+    # -- keep records current --------------------------------------------------
+
+    async def host(self, name: str) -> Host:
+        """The host's connection; a new connection first brings its records up to date."""
+        fresh = not self.pool.is_connected(name)
+        host = await self.pool.get(name)
+        if fresh:
+            await self._reconcile(host)
+        return host
+
+    async def reconcile(self, host_name: str) -> list[Record]:
+        """Bring the host's active records up to date from their job folders."""
+        return await self._reconcile(await self.pool.get(host_name))
+
+    async def _reconcile(self, host: Host) -> list[Record]:
+        by_dir: dict[str, list[Record]] = {}
+        for state in ACTIVE:
+            for record in self.store.find(host=host.name, state=state, limit=None):
+                by_dir.setdefault(record.jobs_dir, []).append(record)
+        settled = []
+        for jobs_dir, records in by_dir.items():
+            found = await remote.status(host, jobs_dir, [r.label for r in records])
+            for record in records:
+                settled.append(await self._settle(host, record, found[record.label]))
+        return settled
+
+    async def _settle(self, host: Host, record: Record, job: remote.RemoteJob) -> Record:
+        """Finish the record of a job whose processes are gone: exit code, or lost.
+
+        The rest of its log is copied and the local copy compressed, unless another
+        simtui process is writing that copy (it will finish it)."""
+        if job.alive or (job.pid is None and record.state is JobState.STARTING):
+            return record
+        if job.exit_code is None and not job.vanished:
+            return record
+        fields: dict = {"ended": job.ended or time.time()}
+        if job.exit_code is None:
+            fields["state"] = JobState.LOST
+        elif record.state is not JobState.KILLED:
+            fields["state"] = JobState.SUCCEEDED if job.exit_code == 0 else JobState.FAILED
+            fields["exit_code"] = job.exit_code
+        log = LocalLog(record.label)
+        if log.claim():
+            async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
+                log.append(chunk)
+            fields["log_tail"] = self._tail(log)
+            log.compress()
+        return self.store.update(record.label, **fields)
+
+    @staticmethod
+    def _tail(log: LocalLog) -> str | None:
+        data = b"".join(log.chunks(max(log.size() - TAIL_BYTES, 0)))
+        lines = data.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
+        return sanitize("\n".join(lines)) if lines else None
+
+    # -- logs -------------------------------------------------------------------
+
+    async def follow(
+        self, label: str, on_data: Callable[[bytes], None] | None = None, offset: int | None = None
+    ) -> Record:
+        """Stream the job's log from ``offset`` (default: the end of the local copy)
+        until the job ends, through reconnects; returns the finished record.
+
+        Each pass resumes where the last one stopped, so every byte arrives once.
+        Unless another simtui process already does, the bytes also go into the
+        local copy. A queued job is waited for (and started here when its turn comes).
+        """
+        log = LocalLog(self.store.resolve(label))
+        writer = log.claim()
+        offset = log.size() if offset is None or writer else offset
+        delays = iter(RECONNECT_BACKOFF)
+        try:
+            while True:
+                record = self.store.get(log.label)
+                if record.state.finished:
+                    if on_data:
+                        await self._deliver_rest(record, offset, on_data)
+                    return record
+                try:
+                    if record.state is JobState.QUEUED:
+                        await self.schedule()
+                        raise _NotYet
+                    host = await self.host(record.host)
+                    async for chunk in remote.follow(host, record.jobs_dir, record.label, record.pid, offset):
+                        offset += len(chunk)
+                        if writer:
+                            log.append(chunk)
+                        if on_data:
+                            on_data(chunk)
+                    # The stream ended: the job is over, or the connection dropped.
+                    if writer:
+                        log.close()  # so that _settle can finish the copy if it is over
+                    await self._reconcile(host)
+                    writer = writer and log.claim()
+                    delays = iter(RECONNECT_BACKOFF)
+                except (HostError, _NotYet) as err:
+                    if isinstance(err, HostError):
+                        await self.pool.drop(record.host)
+                    await asyncio.sleep(next(delays, RECONNECT_BACKOFF[-1]))
+        finally:
+            log.close()
+
+    async def _deliver_rest(self, record: Record, offset: int, on_data: Callable[[bytes], None]) -> None:
+        """Bytes past ``offset`` of a finished job (written while we were cut off)."""
+        log = LocalLog(record.label)
+        if log.compressed:
+            for chunk in log.chunks(offset):
+                on_data(chunk)
+            return
+        try:
+            host = await self.host(record.host)
+            async for chunk in remote.read(host, record.jobs_dir, record.label, offset):
+                on_data(chunk)
+        except HostError:
+            return  # the record is final; its log can be read once the host is back
+
+    async def read(self, label: str, on_data: Callable[[bytes], None]) -> int:
+        """The whole log so far: the local copy, then what the host has beyond it.
+        Returns how many bytes were delivered."""
+        record = self.store.get(label)
+        log = LocalLog(record.label)
+        offset = 0
+        for chunk in log.chunks():
+            offset += len(chunk)
+            on_data(chunk)
+        if log.compressed or record.pid is None:
+            return offset
+        host = await self.host(record.host)
+        async for chunk in remote.read(host, record.jobs_dir, record.label, offset):
+            offset += len(chunk)
+            on_data(chunk)
+        return offset
+
+    # -- kill, rerun ------------------------------------------------------------
+
+    async def kill(self, label: str) -> Record:
+        """TERM the job's process group, KILL after the configured grace; state killed."""
+        record = self.store.get(label)
+        if record.state.finished:
+            raise UsageError(f"{record.label} is already {record.state.value}")
+        if record.state is JobState.QUEUED:
+            return self.store.update(record.label, state=JobState.KILLED, ended=time.time())
+        host = await self.host(record.host)
+        await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace)
+        job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
+        return self.store.update(
+            record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
+        )
+
+    async def rerun(self, label: str, host: str | None = None) -> Record:
+        """The same spec under a new label, ``repeat_of`` the old one; on ``host`` if given."""
+        old = self.store.get(label)
+        needs = Needs(**old.needs) if old.needs else Needs()
+        spec = JobSpec(
+            argv=tuple(old.argv), host=host or (None if old.needs else old.host), needs=needs,
+            workdir=old.workdir, tags=tuple(old.tags), reason=old.reason, params=old.params,
+        )
+        return await self.submit(spec, repeat_of=old.label)
+
+    # -- the queue ---------------------------------------------------------------
+
+    async def schedule(self) -> list[Record]:
+        """Start queued jobs whose dependency succeeded and whose host has a free slot;
+        fail those whose dependency did not succeed. Oldest first."""
+        changed = []
+        reconciled: set[str] = set()
+        for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
+            if record.after:
+                dep = self.store.get(record.after)
+                if dep.state.finished and dep.state is not JobState.SUCCEEDED:
+                    changed.append(self.store.update(
+                        record.label, state=JobState.FAILED, ended=time.time(),
+                        log_tail=f"dependency failed: {dep.label} is {dep.state.value}",
+                    ))
+                    continue
+                if dep.state is not JobState.SUCCEEDED:
+                    continue
+            if self.config.host(record.host).max_jobs is not None and record.host not in reconciled:
+                reconciled.add(record.host)  # a slot may have freed since anyone looked
+                with contextlib.suppress(HostError):
+                    await self.reconcile(record.host)
+            if self._has_slot(record.host):
+                changed.append(await self.start(record))
+        return changed
+
+
+class _NotYet(Exception):
+    """The job has not started yet: wait and look again."""
