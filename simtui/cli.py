@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import click
 
 from simtui import __version__
 from simtui.config import Config, load_config
-from simtui.errors import SimtuiError
+from simtui.errors import SimtuiError, UsageError
+from simtui.hosts.base import LineSplitter
+from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
+from simtui.textsafe import sanitize
+
+if TYPE_CHECKING:
+    from simtui.engine.jobs import Engine
+    from simtui.store import Store
 
 
 class Obj:
@@ -33,6 +40,10 @@ class Obj:
         if self._config is None:
             self._config = load_config(self.config_file)
         return self._config
+
+    def hosts(self, names: Sequence[str]) -> list[HostSpec]:
+        """The hosts named (each must be configured), else every configured host."""
+        return [self.config.host(n) for n in names] if names else list(self.config.hosts)
 
 
 class SimtuiGroup(click.Group):
@@ -59,6 +70,10 @@ def echo_json(data: Any) -> None:
 
 pass_obj = click.make_pass_decorator(Obj)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+host_names = click.argument("names", nargs=-1, metavar="[HOST]...")
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds per host (default: config)."
+)
 
 
 @click.group(cls=SimtuiGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,8 +107,8 @@ def ui(obj: Obj) -> None:
 
 
 @main.command()
-@click.argument("names", nargs=-1, metavar="[HOST]...")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds per host (default: config).")
+@host_names
+@timeout_option
 @json_option
 @pass_obj
 def hosts(obj: Obj, names: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
@@ -103,9 +118,7 @@ def hosts(obj: Obj, names: tuple[str, ...], timeout: float | None, as_json: bool
     """
     from simtui.engine.status import check_hosts
 
-    config = obj.config
-    specs = [config.host(n) for n in names] if names else list(config.hosts)
-    statuses = run_async(check_hosts(specs, timeout or config.defaults.timeout))
+    statuses = run_async(check_hosts(obj.hosts(names), timeout or obj.config.defaults.timeout))
     if as_json:
         echo_json([s.to_dict() for s in statuses])
     else:
@@ -117,3 +130,411 @@ def hosts(obj: Obj, names: tuple[str, ...], timeout: float | None, as_json: bool
         click.echo(table(["host", "kind", "address", "state", "latency", "reason"], rows))
     if names and any(s.state.value != "up" for s in statuses):
         sys.exit(3)
+
+
+@main.command()
+@host_names
+@timeout_option
+@json_option
+@pass_obj
+def probe(obj: Obj, names: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
+    """One sample of every host's resources (or the HOSTs named), taken at once.
+
+    Exits 3 when a HOST named on the command line gives no sample.
+    """
+    from simtui.engine.sampler import probe_hosts
+
+    results = run_async(probe_hosts(obj.hosts(names), timeout or obj.config.defaults.timeout))
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    else:
+        headers = ["host", "state", "cpus", "cpu", "load", "mem used/total", "disk free", "gpus", "reason"]
+        click.echo(table(headers, [_probe_row(r) for r in results]))
+    if names and any(r.sample is None for r in results):
+        sys.exit(3)
+
+
+def _probe_row(result: ProbeResult) -> tuple[Any, ...]:
+    from simtui.units import format_size
+
+    s = result.sample
+    if s is None:
+        return (result.spec.name, result.state.value, *[None] * 6, result.reason or "")
+    gpus = None
+    if s.gpus:
+        free = [g.mem_free for g in s.gpus if g.mem_free is not None]
+        gpus = f"{len(s.gpus)}x {' + '.join(sorted({g.name for g in s.gpus}))}"
+        gpus += f", {format_size(sum(free))} free" if free else ""
+    return (
+        result.spec.name,
+        result.state.value,
+        s.cpu_count,
+        None if s.cpu_percent is None else f"{s.cpu_percent:.0f}%",
+        " ".join(f"{v:.2f}" for v in s.load) if s.load else None,
+        f"{format_size(s.mem_used)}/{format_size(s.mem_total)}",
+        format_size(s.disk_free),
+        gpus,
+        result.reason or "",
+    )
+
+
+def needs_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--cpus --mem --gpus --gpu-mem --disk: what a job needs of a host."""
+    options = [
+        click.option("--cpus", metavar="N", help="Idle CPUs the job needs, e.g. 2 or 0.5."),
+        click.option("--mem", metavar="SIZE", help="Available memory, e.g. 4G."),
+        click.option("--gpus", metavar="N", help="GPUs (each with --gpu-mem free, when given)."),
+        click.option("--gpu-mem", metavar="SIZE", help="Free memory per GPU, e.g. 1.5G; alone it asks for 1 GPU."),
+        click.option("--disk", metavar="SIZE", help="Free disk in the work dir, e.g. 3G."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@needs_options
+@timeout_option
+@json_option
+@pass_obj
+def place(obj: Obj, cpus: str | None, mem: str | None, gpus: str | None, gpu_mem: str | None,
+          disk: str | None, timeout: float | None, as_json: bool) -> None:
+    """The best-fit host for these needs, and why each other host is not.
+
+    Probes every configured host. Exits 1 when no host fits.
+    """
+    from simtui.engine import placement
+    from simtui.engine.sampler import probe_hosts
+
+    needs = placement.parse_needs(cpus, mem, gpus, gpu_mem, disk)
+    config = obj.config
+    results = run_async(probe_hosts(list(config.hosts), timeout or config.defaults.timeout))
+    chosen = placement.place(needs, results)
+    if as_json:
+        echo_json(chosen.to_dict())
+    else:
+        click.echo(chosen.why)
+        rows = [(r.spec.name, r.state.value, chosen.reasons[r.spec.name]) for r in results]
+        click.echo(table(["host", "state", "reason"], rows))
+    if chosen.host is None:
+        sys.exit(1)
+
+
+# -- records ---------------------------------------------------------------------
+
+
+def open_store() -> Store:
+    """The records log ($SIMTUI_HOME/records.db), opened only by the commands that use it."""
+    from simtui.store import Store
+
+    return Store.open()
+
+
+@main.command("list")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only records with this tag (repeat: all of them).")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only records in this state.")
+@click.option("--host", help="Only records of runs on this host.")
+@click.option("--search", metavar="WORDS", help="Full-text search over command, tags, reason and notes.")
+@click.option("--since", metavar="WHEN", help="Created since an ISO date (2024-05-01) or an age (2h, 3d).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N records; 0: all.")
+@json_option
+def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: str | None,
+          since: str | None, limit: int, as_json: bool) -> None:
+    """Records of runs, newest first."""
+    from simtui.recordfmt import records_table
+    from simtui.store import parse_since
+
+    after = parse_since(since) if since else None
+    found = list(open_store().find(tags=tags, state=state, host=host, search=search, since=after, limit=limit or None))
+    if as_json:
+        echo_json([r.to_dict() for r in found])
+    else:
+        click.echo(records_table(found) if found else "no records")
+
+
+@main.command()
+@click.argument("label")
+@json_option
+def show(label: str, as_json: bool) -> None:
+    """The whole record of one run. LABEL may be any unique prefix."""
+    from simtui.recordfmt import record_text
+
+    store = open_store()
+    record = store.get(label)
+    events = store.events(record.label)
+    if as_json:
+        echo_json({**record.to_dict(), "events": [e.to_dict() for e in events]})
+    else:
+        click.echo(record_text(record, events))
+
+
+@main.command()
+@click.argument("label_a", metavar="LABEL")
+@click.argument("label_b", metavar="LABEL")
+@json_option
+def diff(label_a: str, label_b: str, as_json: bool) -> None:
+    """What differs between two runs: parameters, code, environment, files."""
+    from simtui.recordfmt import diff_text
+    from simtui.store.diff import diff_records
+
+    store = open_store()
+    differences = diff_records(store.get(label_a), store.get(label_b))
+    if as_json:
+        echo_json(differences)
+    else:
+        click.echo(diff_text(differences))
+
+
+@main.command()
+@click.argument("label")
+@click.argument("tags", nargs=-1, required=True, metavar="TAG...")
+def tag(label: str, tags: tuple[str, ...]) -> None:
+    """Add tags to a record."""
+    record = open_store().add_tags(label, tags)
+    click.echo(f"{record.label}  tags: {', '.join(record.tags)}")
+
+
+@main.command()
+@click.argument("label")
+@click.argument("text", nargs=-1, required=True)
+def comment(label: str, text: tuple[str, ...]) -> None:
+    """Add a line of TEXT to a record's notes."""
+    record = open_store().comment(label, " ".join(text))
+    click.echo(f"{record.label}  notes:\n{record.notes}")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", atomic=True), default="-",
+              help="Write to FILE (default: stdout).")
+def export(fmt: str, output: TextIO) -> None:
+    """Every record, newest first, as JSON or CSV."""
+    from simtui.store.export import write
+
+    write(open_store().find(limit=None), output, fmt)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.File("wb", atomic=True), default="-", help="Write to FILE (default: stdout).")
+def feed(output: BinaryIO) -> None:
+    """An Atom feed of the records: one entry a run, tags as categories."""
+    from simtui.store.feed import atom_feed
+
+    output.write(atom_feed(open_store().find(limit=None)))
+
+
+# -- jobs ----------------------------------------------------------------------
+
+
+def with_engine(obj: Obj, work: Callable[[Engine], Awaitable[Any]]) -> Any:
+    """Run ``work(engine)`` in an event loop, then close connections and the store."""
+    from simtui.engine.jobs import Engine
+
+    async def go() -> Any:
+        store = open_store()
+        engine = Engine(obj.config, store)
+        engine.notifier.report = lambda outcome: click.echo(f"simtui: notify {outcome}", err=True)
+        try:
+            return await work(engine)
+        finally:
+            await engine.close()
+            store.close()
+
+    return run_async(go())
+
+
+class TerminalWriter:
+    """Log bytes to stdout. On a terminal, whole lines with every control sequence but
+    colours stripped; into a pipe or file, the bytes exactly as the job wrote them."""
+
+    def __init__(self) -> None:
+        self.out = click.get_binary_stream("stdout")
+        self.splitter = LineSplitter() if self.out.isatty() else None
+
+    def __call__(self, data: bytes) -> None:
+        if self.splitter is None:
+            self.out.write(data)
+        else:
+            for line in self.splitter.feed(data):
+                self.out.write(sanitize(line).encode() + b"\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.splitter is not None:
+            for line in self.splitter.flush():
+                self.out.write(sanitize(line).encode() + b"\n")
+        self.out.flush()
+
+
+def launch(obj: Obj, submit: Callable[[Engine], Awaitable[Record]], follow: bool, as_json: bool) -> None:
+    """Submit a job, print its label, and with ``follow`` stream its log to the end."""
+
+    async def work(engine: Engine) -> Record:
+        record = await submit(engine)
+        if not as_json:
+            click.echo(record.label)
+        if follow:
+            writer = None if as_json else TerminalWriter()
+            record = await engine.follow(record.label, writer, offset=0)
+            if writer:
+                writer.close()
+        return record
+
+    record = with_engine(obj, work)
+    if as_json:
+        echo_json(record.to_dict())
+    if follow:
+        finish(record)
+
+
+def finish(record: Record) -> None:
+    """Exit 0 for a job that succeeded, 1 for one that failed, was killed or lost."""
+    if record.state is not JobState.SUCCEEDED:
+        detail = f"exit code {record.exit_code}" if record.exit_code is not None else record.log_tail or ""
+        click.echo(f"simtui: {record.label} {record.state.value} {detail}".rstrip(), err=True)
+        sys.exit(1)
+
+
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.option("--host", "-H", metavar="HOST", help="Run on this host (else the best fit for NEEDS, else local).")
+@needs_options
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag for the record (repeatable).")
+@click.option("--reason", "-r", metavar="TEXT", help="Why this run: kept in the record.")
+@click.option("--params", "params_file", metavar="FILE", help="Parameters from a JSON, YAML or TOML file.")
+@click.option("--param", "-p", "param_args", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
+@click.option("--workdir", "-C", metavar="DIR", help="Where the job runs (default: here on local, home on SSH hosts).")
+@click.option("--input", "-i", "inputs", multiple=True, metavar="PATH",
+              help="A file the job reads (repeatable): its size and sha256 go in the record.")
+@click.option("--outputs", "outputs_dir", metavar="DIR", help="Look for outputs here (default: the workdir).")
+@click.option("--require-clean", is_flag=True, help="Refuse to start from a git checkout with uncommitted changes.")
+@click.option("--after", metavar="LABEL", help="Start once that job has succeeded (fail if it does not).")
+@click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends; exit 1 unless it succeeded.")
+@json_option
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARG]...")
+@pass_obj
+def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None,
+        gpu_mem: str | None, disk: str | None, tags: tuple[str, ...], reason: str | None,
+        params_file: str | None, param_args: tuple[str, ...], workdir: str | None,
+        inputs: tuple[str, ...], outputs_dir: str | None, require_clean: bool,
+        after: str | None, follow: bool, as_json: bool, command: tuple[str, ...]) -> None:
+    """Launch CMD detached on a host; print its label (then its log, with --follow).
+
+    The job survives closing simtui, network loss and sshd restarts. Everything
+    after `--` runs exactly as given, with no shell in between.
+    """
+    from simtui.params import load_params, parse_param_args
+    from simtui.engine.placement import parse_needs
+
+    needs = parse_needs(cpus, mem, gpus, gpu_mem, disk)
+    if host and not needs.is_empty():
+        raise UsageError("give --host or needs (--cpus, --mem, ...), not both")
+    params = load_params(params_file) if params_file else {}
+    params.update(parse_param_args(param_args))
+    spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
+                   params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
+                   require_clean=require_clean)
+
+    launch(obj, lambda engine: engine.submit(spec), follow, as_json)
+
+
+@main.command()
+@click.argument("label")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends; exit 1 unless it succeeded.")
+@pass_obj
+def log(obj: Obj, label: str, follow: bool) -> None:
+    """The job's output from the start (a unique prefix of LABEL is enough)."""
+    writer = TerminalWriter()
+
+    async def work(engine: Engine) -> Record:
+        offset = await engine.read(label, writer)
+        if follow:
+            return await engine.follow(label, writer, offset=offset)
+        return engine.store.get(label)
+
+    record = with_engine(obj, work)
+    writer.close()
+    if follow:
+        finish(record)
+
+
+@main.command()
+@click.argument("label")
+@json_option
+@pass_obj
+def kill(obj: Obj, label: str, as_json: bool) -> None:
+    """Stop a job: TERM to its process group, KILL after the grace period (config kill_grace)."""
+    record = with_engine(obj, lambda engine: engine.kill(label))
+    echo_json(record.to_dict()) if as_json else click.echo(f"{record.label} {record.state.value}")
+
+
+@main.command()
+@click.argument("label")
+@click.option("--host", "-H", metavar="HOST", help="Run it here (default: as before).")
+@click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends; exit 1 unless it succeeded.")
+@json_option
+@pass_obj
+def rerun(obj: Obj, label: str, host: str | None, follow: bool, as_json: bool) -> None:
+    """Run a record's job again: same command and parameters, new label, repeat_of set."""
+    launch(obj, lambda engine: engine.rerun(label, host), follow, as_json)
+
+
+@main.command()
+@pass_obj
+def watch(obj: Obj) -> None:
+    """Headless: keep records current, copy running jobs' logs, start queued jobs.
+
+    Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    from simtui.engine.watch import watch_forever
+
+    with_engine(obj, watch_forever)
+
+
+# -- notifications ---------------------------------------------------------------
+
+
+@main.group()
+def notify() -> None:
+    """Notifications ([notify] in the config): test the URLs, list what was sent."""
+
+
+@notify.command("test")
+@json_option
+@pass_obj
+def notify_test(obj: Obj, as_json: bool) -> None:
+    """Send a test message to every configured URL (one try each) and report each.
+
+    Exits 2 when a URL is not a valid apprise URL (or none is configured), 3 when
+    one could not be reached or refused the message.
+    """
+    from simtui.engine.notify import Notifier
+
+    notifier = Notifier(obj.config)
+    if not notifier.urls():
+        raise UsageError(f"{obj.config.path}: notify: no URLs; add [notify] urls = [\"ntfy://ntfy.sh/TOPIC\"]")
+    deliveries = run_async(notifier.test())
+    if as_json:
+        echo_json([d.to_dict() for d in deliveries])
+    else:
+        rows = [(d.url, "sent" if d.ok else "failed", d.reason or "") for d in deliveries]
+        click.echo(table(["url", "result", "reason"], rows))
+    if any(d.invalid for d in deliveries):
+        sys.exit(2)
+    if not all(d.ok for d in deliveries):
+        sys.exit(3)
+
+
+@notify.command("list")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N; 0: all.")
+@json_option
+def notify_list(limit: int, as_json: bool) -> None:
+    """Notifications claimed by any simtui process, newest first, and how they went."""
+    from simtui.recordfmt import when
+    from simtui.store import notifications
+
+    rows = notifications.recent(open_store().db, limit or None)
+    if as_json:
+        echo_json(rows)
+    else:
+        shown = [(when(r["time"]), r["event"], r["label"] or r["host"], r["status"], r["detail"] or "") for r in rows]
+        click.echo(table(["time", "event", "about", "status", "detail"], shown) if rows else "no notifications")

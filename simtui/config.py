@@ -39,9 +39,23 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Route:
+    """``[[notify.route]]``: an apprise URL for the events of jobs (or hosts) with
+    one of ``tags`` (no tags: every job and host), on ``on`` (default: notify.on)."""
+
+    url: str
+    tags: tuple[str, ...] = ()
+    on: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Notify:
     urls: tuple[str, ...] = ()
     on: tuple[str, ...] = ("failed", "succeeded", "host_down")
+    routes: tuple[Route, ...] = ()
+    retries: int = 2  # attempts after the first, each after a doubled wait
+    backoff: float = 1.0  # seconds before the first retry
+    attach: bool = True  # attach the job's output images where the service takes files
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,18 @@ def _count(value: Any) -> int:
     return value
 
 
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise ValueError(f"expected a whole number from 0 to 10, got {_show(value)}")
+    return value
+
+
+def _entries(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("expected [[notify.route]] entries (an array of tables)")
+    return value
+
+
 def _port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ValueError(f"expected a port number from 1 to 65535, got {_show(value)}")
@@ -186,7 +212,11 @@ LOCAL_KEYS: dict[str, Check] = {
     "reserve_mem": _size,
     "reserve_disk": _size,
 }
-NOTIFY_KEYS: dict[str, Check] = {"urls": _strings, "on": _events}
+NOTIFY_KEYS: dict[str, Check] = {
+    "urls": _strings, "on": _events, "route": _entries, "retries": _retries, "backoff": _positive,
+    "attach": _boolean,
+}
+ROUTE_KEYS: dict[str, Check] = {"url": _string, "tags": _strings, "on": _events}
 TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys")
 
 
@@ -251,7 +281,19 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
         tags = values.pop("tags", ())
         hosts.append(HostSpec(kind=HostKind.SSH, **{**inherited, **values, "tags": tags}))
 
-    notify = Notify(**_table(file, "notify", data.get("notify", {}), NOTIFY_KEYS))
+    notify = _notify(file, data.get("notify", {}))
     keys_table = data.get("keys", {})
     keys = _table(file, "keys", keys_table, {k: _string for k in keys_table} if isinstance(keys_table, dict) else {})
     return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys)
+
+
+def _notify(file: str, data: Any) -> Notify:
+    """``[notify]`` with its ``[[notify.route]]`` entries."""
+    values = _table(file, "notify", data, NOTIFY_KEYS)
+    routes = []
+    for i, entry in enumerate(values.pop("route", [])):
+        route = _table(file, f"notify.route[{i}]", entry, ROUTE_KEYS)
+        if "url" not in route:
+            raise ConfigError(file, f"notify.route[{i}]", 'route has no url; add url = "..."')
+        routes.append(Route(**route))
+    return Notify(**values, routes=tuple(routes))

@@ -63,6 +63,12 @@ class HostDisconnected(HostError):
     reason = "disconnected"
 
 
+class ProbeFailed(HostError):
+    """The host answered but its resource probe did not: it crashed or spoke nonsense."""
+
+    reason = "probe failed"
+
+
 class CommandFailed(SimtuiError):
     """A command on a host exited non-zero where success was required."""
 
@@ -70,3 +76,20 @@ class CommandFailed(SimtuiError):
         self.exit_status, self.stderr = exit_status, stderr
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
         super().__init__(f"{host}: `{command}` exited {exit_status}: {last}")
+
+
+class UnknownLabel(UsageError):
+    """No record has this label or label prefix (exit 2)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        super().__init__(f"no record with label {prefix!r} (see `simtui list`)")
+
+
+class AmbiguousLabel(UsageError):
+    """A label prefix matches several records; ``candidates`` lists some of them."""
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool) -> None:
+        self.prefix, self.candidates = prefix, candidates
+        listed = ", ".join(candidates) + (", ..." if more else "")
+        super().__init__(f"label {prefix!r} is ambiguous; it matches {listed} (give more characters)")

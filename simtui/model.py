@@ -7,7 +7,7 @@ the engine returns Placements and Records, the UI only renders them.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 LOCAL = "local"
@@ -99,6 +99,10 @@ class GpuProcess:
     used_mem: int | None  # bytes
     name: str | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GpuProcess:
+        return cls(**_known_fields(cls, data))
+
 
 @dataclass(frozen=True)
 class GpuSample:
@@ -111,6 +115,12 @@ class GpuSample:
     temperature: float | None = None  # Celsius
     power: float | None = None  # watts
     processes: tuple[GpuProcess, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GpuSample:
+        values = _known_fields(cls, data)
+        values["processes"] = tuple(GpuProcess.from_dict(p) for p in values.get("processes", ()))
+        return cls(**values)
 
     @property
     def mem_free(self) -> int | None:
@@ -132,6 +142,10 @@ class HostFacts:
     gpu_driver: str | None = None
     cuda: str | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HostFacts:
+        return cls(**_known_fields(cls, data))
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -140,7 +154,7 @@ class Sample:
     host: str
     time: float  # unix seconds
     cpu_percent: float | None = None
-    cpu_per_core: tuple[float, ...] = ()
+    cpu_per_core: tuple[float | None, ...] = ()  # None: no time passed on that core
     cpu_count: int | None = None
     load: tuple[float, float, float] | None = None
     mem_total: int | None = None
@@ -158,6 +172,15 @@ class Sample:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        """The inverse of to_dict; keys it does not know are ignored (a newer agent's)."""
+        values = _known_fields(cls, data)
+        values["cpu_per_core"] = tuple(values.get("cpu_per_core") or ())
+        values["load"] = tuple(values["load"]) if values.get("load") else None
+        values["gpus"] = tuple(GpuSample.from_dict(g) for g in values.get("gpus") or ())
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Needs:
@@ -174,6 +197,46 @@ class Needs:
 
 
 @dataclass(frozen=True)
+class ProbeResult:
+    """One host's answer to a probe: its latest sample, or why there is none."""
+
+    spec: HostSpec
+    sample: Sample | None
+    facts: HostFacts | None
+    state: HostState
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The host by name and address (not its whole spec), then what it said."""
+        return {
+            "host": self.spec.name,
+            "address": self.spec.display_address,
+            "state": self.state.value,
+            "reason": self.reason,
+            "facts": to_dict(self.facts) if self.facts else None,
+            "sample": self.sample.to_dict() if self.sample else None,
+        }
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job with these needs goes, and why (see engine.placement).
+
+    ``scores`` holds every host that fits (lower = tighter fit); ``reasons`` holds
+    every host, chosen or not, in words; ``why`` is one line for the record.
+    """
+
+    needs: Needs
+    host: str | None
+    scores: dict[str, float]
+    reasons: dict[str, str]
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What to run and where; the launch content that the label hashes."""
 
@@ -185,27 +248,78 @@ class JobSpec:
     reason: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     after: str | None = None
+    inputs: tuple[str, ...] = ()  # files the job reads, relative to the workdir: hashed at start
+    outputs_dir: str | None = None  # where its outputs are looked for (default: the workdir)
+    require_clean: bool = False  # refuse to start from a git checkout with changes
 
 
 @dataclass
 class Record:
-    """One run's provenance as stored in the log (grows with the store's schema)."""
+    """One run's provenance as stored in the log (see simtui.store).
+
+    Times are unix seconds. ``git``, ``environment``, ``inputs`` and ``outputs``
+    hold what simtui.provenance captures (git_info, environment, file_info).
+    """
 
     label: str
     host: str
-    command: str
+    command: str  # the display string; ``argv`` is what ran
     state: JobState
+    argv: list[str] = field(default_factory=list)
     workdir: str | None = None
     project: str | None = None
     exit_code: int | None = None
     created: float | None = None
     started: float | None = None
     ended: float | None = None
+    duration: float | None = None
     tags: list[str] = field(default_factory=list)
     reason: str | None = None
     notes: str | None = None
-    repeat_of: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     placement: str | None = None
+    repeat_of: str | None = None
+    peak_rss: int | None = None  # bytes
+    peak_gpu_mem: int | None = None  # bytes
+    log_tail: str | None = None
+    updated: float | None = None
+    pid: int | None = None  # the job's process group on its host
+    jobs_dir: str | None = None  # where its folder is on the host, as launched
+    after: str | None = None  # label of the job it waits for
+    needs: dict[str, Any] | None = None  # what it asked of a host (placement when queued)
+    outputs_dir: str | None = None  # where the wrapper looks for outputs (default: the workdir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """One timestamped change of a record: a state, a tag, a comment."""
+
+    label: str
+    time: float
+    kind: str
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process on a host, as a top-like view lists it."""
+
+    pid: int
+    user: str
+    cpu: float  # percent of one core
+    rss: int  # bytes
+    elapsed: float  # seconds since it started
+    command: str
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -221,3 +335,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
         return value
 
     return clean(asdict(obj))
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

@@ -71,3 +71,14 @@ def test_command_line_start_up_imports_neither_textual_nor_asyncssh():
     code = "import sys, simtui.cli, simtui.engine.status; print(sorted(m for m in ('textual', 'asyncssh') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["simtui/provenance.py", "simtui/hosts/agent.py"])
+def test_files_that_run_on_hosts_need_only_the_standard_library(module):
+    """They are uploaded and run by the host's own python3: nothing of simtui's is there."""
+    optional = {"pynvml", "agent"}  # shipped beside them, imported only when present
+    outside = {
+        name for name in MODULES[module]
+        if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] not in optional | {"__future__"}
+    }
+    assert outside == set()

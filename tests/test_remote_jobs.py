@@ -103,6 +103,15 @@ async def test_a_job_killed_behind_our_back_is_vanished(host):
     assert job.vanished and job.exit_code is None
 
 
+async def test_the_job_runs_in_its_workdir_away_from_the_jobs_dir(host, tmp_path):
+    label = new_label()
+    workdir = "/tmp" if host.spec.kind.value == "ssh" else str(tmp_path)
+    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["pwd"], workdir=workdir)
+    log = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid)])
+    assert log.decode().strip() == workdir
+    assert (await finished(host, label)).exit_code == 0
+
+
 async def test_a_missing_workdir_is_refused(host):
     with pytest.raises(Exception, match="workdir"):
         await jobs.launch(host, host.spec.jobs_dir, new_label(), ["true"], workdir="/nonexistent/dir")

@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import posixpath
 import shlex
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, replace
+from typing import Any
 
 from simtui.config import Config
+from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
 from simtui.errors import HostError, SimtuiError, UsageError
 from simtui.hosts import Host
 from simtui.hosts import jobs as remote
+from simtui.hosts.base import home_relative
+from simtui.hosts.probe import install_agent
 from simtui.model import LOCAL, HostKind, JobSpec, JobState, Needs, Record
 from simtui.provenance import make_label
 from simtui.store.logs import LocalLog
@@ -37,9 +42,19 @@ class Engine:
         self.config = config
         self.store = store
         self.pool = pool or HostPool(config)
+        self.notifier = Notifier(config, store, hosts=self.pool.get)
 
     async def close(self) -> None:
+        await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
         await self.pool.close()
+
+    def _update(self, label: str, **fields: Any) -> Record:
+        """store.update; a change of state is also told to the notifier (which sends
+        each event once, whoever else sees it too)."""
+        record = self.store.update(label, **fields)
+        if "state" in fields:
+            self.notifier.job(record)
+        return record
 
     # -- submit ----------------------------------------------------------------
 
@@ -50,6 +65,8 @@ class Engine:
         host, why = await self._choose_host(spec)
         host_spec = self.config.host(host)
         workdir = spec.workdir or (os.getcwd() if host_spec.kind is HostKind.LOCAL else "~")
+        if spec.require_clean:
+            await self._refuse_changes(host, workdir)
         now = time.time()
         label = make_label({"argv": list(spec.argv), "host": host, "workdir": workdir, "created": now})
         record = Record(
@@ -57,12 +74,25 @@ class Engine:
             argv=list(spec.argv), workdir=workdir, tags=list(spec.tags), reason=spec.reason,
             params=dict(spec.params), placement=why, repeat_of=repeat_of, after=spec.after,
             needs=asdict(spec.needs) if not spec.needs.is_empty() else None,
-            jobs_dir=host_spec.jobs_dir, created=now,
+            jobs_dir=host_spec.jobs_dir, created=now, inputs=[{"path": path} for path in spec.inputs],
+            outputs_dir=spec.outputs_dir,
         )
         self.store.insert(record)
         if spec.after or not self._has_slot(host):
             return self.store.get(label)
         return await self.start(self.store.get(label))
+
+    async def _refuse_changes(self, host_name: str, workdir: str) -> None:
+        """UsageError naming the changed files when the workdir's checkout is dirty."""
+        host = await self.host(host_name)
+        result = await host.run(["git", "-C", home_relative(workdir), "status", "--porcelain"])
+        if not result.ok:
+            raise UsageError(f"--require-clean: {host_name}:{workdir} is not a git checkout")
+        changed = [line[3:] for line in result.stdout.splitlines()]
+        if changed:
+            shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+            raise UsageError(f"--require-clean: {host_name}:{workdir} has uncommitted changes: {shown} "
+                             "(commit or stash them, or drop --require-clean)")
 
     async def _choose_host(self, spec: JobSpec) -> tuple[str, str | None]:
         if spec.host:
@@ -93,14 +123,27 @@ class Engine:
     async def start(self, record: Record) -> Record:
         """Launch a queued job on its host; a host that cannot be reached fails it."""
         label = record.label
-        self.store.update(label, state=JobState.STARTING)
+        self._update(label, state=JobState.STARTING)
         try:
             host = await self.host(record.host)
             started = time.time()
-            pid = await remote.launch(host, record.jobs_dir, label, record.argv, record.workdir or ".")
+            pid = await remote.launch(
+                host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record)
+            )
         except SimtuiError as err:
-            return self.store.update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
-        return self.store.update(label, state=JobState.RUNNING, pid=pid, started=started)
+            return self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
+        return self._update(label, state=JobState.RUNNING, pid=pid, started=started)
+
+    @staticmethod
+    async def _capture(host: Host, record: Record) -> remote.Capture | None:
+        """What the wrapper should capture: provenance.py comes with the agent
+        bundle; a host without python3 gets no capture."""
+        agent = await install_agent(host)
+        if agent is None:
+            return None
+        inputs = tuple(item["path"] for item in record.inputs)
+        return remote.Capture(posixpath.join(posixpath.dirname(agent), "provenance.py"), inputs,
+                              record.outputs_dir or ".")
 
     # -- keep records current --------------------------------------------------
 
@@ -125,8 +168,26 @@ class Engine:
         for jobs_dir, records in by_dir.items():
             found = await remote.status(host, jobs_dir, [r.label for r in records])
             for record in records:
+                if record.environment is None:  # what the wrapper captured at start
+                    record = await self._take_provenance(host, record)
                 settled.append(await self._settle(host, record, found[record.label]))
         return settled
+
+    async def _take_provenance(self, host: Host, record: Record, *, final: bool = False) -> Record:
+        """Copy what the wrapper captured on the host (meta.json at start; peak.json
+        and outputs.json at the end, with ``final``) into the record."""
+        found = await remote.provenance(host, record.jobs_dir, record.label)
+        fields: dict[str, Any] = {}
+        if "meta" in found and record.environment is None:
+            meta = found["meta"]
+            fields.update(git=meta.get("git"), environment=meta.get("environment"),
+                          inputs=meta.get("inputs") or record.inputs)
+        if final:
+            peak = found.get("peak", {})
+            fields.update(peak_rss=peak.get("peak_rss"), peak_gpu_mem=peak.get("peak_gpu_mem"))
+            if "outputs" in found:
+                fields["outputs"] = found["outputs"].get("outputs", [])
+        return self._update(record.label, **fields) if fields else record
 
     async def _settle(self, host: Host, record: Record, job: remote.RemoteJob) -> Record:
         """Finish the record of a job whose processes are gone: exit code, or lost.
@@ -137,19 +198,23 @@ class Engine:
             return record
         if job.exit_code is None and not job.vanished:
             return record
-        fields: dict = {"ended": job.ended or time.time()}
+        # The exit file's mtime comes from the kernel's coarse clock: never before the start.
+        fields: dict = {"ended": max(job.ended or time.time(), record.started or 0)}
         if job.exit_code is None:
             fields["state"] = JobState.LOST
         elif record.state is not JobState.KILLED:
             fields["state"] = JobState.SUCCEEDED if job.exit_code == 0 else JobState.FAILED
             fields["exit_code"] = job.exit_code
+        record = await self._take_provenance(host, record, final=True)
         log = LocalLog(record.label)
         if log.claim():
             async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
                 log.append(chunk)
             fields["log_tail"] = self._tail(log)
-            log.compress()
-        return self.store.update(record.label, **fields)
+            await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+        if self.store.get(record.label).state is JobState.KILLED:  # a kill landed meanwhile: its outcome stands
+            fields = {k: v for k, v in fields.items() if k not in ("state", "exit_code", "ended")}
+        return self._update(record.label, **fields)
 
     @staticmethod
     def _tail(log: LocalLog) -> str | None:
@@ -185,12 +250,16 @@ class Engine:
                         await self.schedule()
                         raise _NotYet
                     host = await self.host(record.host)
-                    async for chunk in remote.follow(host, record.jobs_dir, record.label, record.pid, offset):
-                        offset += len(chunk)
-                        if writer:
-                            log.append(chunk)
-                        if on_data:
-                            on_data(chunk)
+                    # Catch up in bulk (`tail -F` reads in small pieces), then follow live.
+                    catch_up = lambda at: remote.read(host, record.jobs_dir, record.label, at)  # noqa: E731
+                    live = lambda at: remote.follow(host, record.jobs_dir, record.label, record.pid, at)  # noqa: E731
+                    for stream in (catch_up, live):
+                        async for chunk in stream(offset):
+                            offset += len(chunk)
+                            if writer:
+                                log.append(chunk)
+                            if on_data:
+                                on_data(chunk)
                     # The stream ended: the job is over, or the connection dropped.
                     if writer:
                         log.close()  # so that _settle can finish the copy if it is over
@@ -243,11 +312,11 @@ class Engine:
         if record.state.finished:
             raise UsageError(f"{record.label} is already {record.state.value}")
         if record.state is JobState.QUEUED:
-            return self.store.update(record.label, state=JobState.KILLED, ended=time.time())
+            return self._update(record.label, state=JobState.KILLED, ended=time.time())
         host = await self.host(record.host)
         await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace)
         job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
-        return self.store.update(
+        return self._update(
             record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
         )
 
@@ -258,6 +327,7 @@ class Engine:
         spec = JobSpec(
             argv=tuple(old.argv), host=host or (None if old.needs else old.host), needs=needs,
             workdir=old.workdir, tags=tuple(old.tags), reason=old.reason, params=old.params,
+            inputs=tuple(item["path"] for item in old.inputs), outputs_dir=old.outputs_dir,
         )
         return await self.submit(spec, repeat_of=old.label)
 
@@ -272,7 +342,7 @@ class Engine:
             if record.after:
                 dep = self.store.get(record.after)
                 if dep.state.finished and dep.state is not JobState.SUCCEEDED:
-                    changed.append(self.store.update(
+                    changed.append(self._update(
                         record.label, state=JobState.FAILED, ended=time.time(),
                         log_tail=f"dependency failed: {dep.label} is {dep.state.value}",
                     ))

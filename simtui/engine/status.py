@@ -6,9 +6,18 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from simtui.errors import HostError, HostTimeout, SimtuiError
+from simtui.errors import HostError, SimtuiError
 from simtui.hosts import Host, open_host
 from simtui.model import HostSpec, HostState, HostStatus
+
+
+def failure_reason(err: SimtuiError | TimeoutError, timeout: float) -> str:
+    """Why a host is not up, in one line (without the host's name)."""
+    if isinstance(err, HostError):
+        return err.detail
+    if isinstance(err, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    return str(err)
 
 
 async def check_host(host: Host, timeout: float) -> HostStatus:
@@ -20,10 +29,8 @@ async def check_host(host: Host, timeout: float) -> HostStatus:
         async with asyncio.timeout(timeout):
             await host.connect()
             await host.check(["true"])
-    except SimtuiError as err:
-        state, reason = HostState.DOWN, err.detail if isinstance(err, HostError) else str(err)
-    except TimeoutError:
-        state, reason = HostState.DOWN, HostTimeout(spec.name, f"no answer within {timeout:g}s").detail
+    except (SimtuiError, TimeoutError) as err:
+        state, reason = HostState.DOWN, failure_reason(err, timeout)
     finally:
         await host.close()
     latency = (time.perf_counter() - start) * 1000 if state is HostState.UP else None

@@ -2,7 +2,8 @@
 
 Each pass: start queued jobs whose turn has come, reconcile every host with
 active jobs, and make sure each running job has a follower copying its log.
-A host that cannot be reached is retried on the next pass, never fatal.
+A host that cannot be reached is retried on the next pass, never fatal; its
+going down and coming back are told to the notifier (host_down, host_up).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import signal
 
 from simtui.engine.jobs import ACTIVE, Engine
 from simtui.errors import HostError
-from simtui.model import JobState
+from simtui.model import HostState, JobState
 
 
 async def watch_once(engine: Engine, followers: dict[str, asyncio.Task]) -> None:
     await engine.schedule()
     active = [r for s in ACTIVE for r in engine.store.find(state=s, limit=None)]
     for host in sorted({r.host for r in active}):
-        with contextlib.suppress(HostError):
+        try:
             await engine.reconcile(host)
+        except HostError as err:  # retried on the next pass; told once (host_down)
+            engine.notifier.host_state(host, HostState.DOWN, err.detail)
+        else:
+            engine.notifier.host_state(host, HostState.UP)
     for record in active:
         if record.state is JobState.RUNNING and record.label not in followers:
             followers[record.label] = asyncio.create_task(engine.follow(record.label))

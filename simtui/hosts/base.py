@@ -11,7 +11,7 @@ from pathlib import Path
 from simtui.errors import CommandFailed
 from simtui.model import HostSpec
 
-CHUNK = 65536
+CHUNK = 1 << 20  # read size for streams: big reads keep per-chunk overhead low
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,29 @@ and every value reaches it as a quoted argument, never pasted into the text.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import posixpath
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from simtui.errors import CommandFailed, UsageError
-from simtui.hosts.base import Host
+from simtui.hosts.base import Host, home_relative
 
-# $1 = job dir; the rest is the job's argv. Runs as the session leader.
+# $1 = job dir, $2 = provenance.py on this host ("" for none), $3 = where to look
+# for outputs, $4 = how many input paths follow; then the inputs, then the job's
+# argv. Runs as the session leader, in the workdir. With provenance.py: meta.json
+# before the job starts, peak.json while it runs, outputs.json when it has ended.
 WRAPPER = r"""
-d=$1; shift
+d=$1; prov=$2; outdir=$3; n=$4; shift 4
 echo $$ > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"
+if [ -n "$prov" ]; then
+    python3 "$prov" start . "$n" "$@" > "$d/meta.json.tmp" 2> "$d/capture.err" \
+        && mv "$d/meta.json.tmp" "$d/meta.json"
+    python3 "$prov" monitor $$ "$d/peak.json" 2>> "$d/capture.err" &
+    monitor=$!
+fi
+shift "$n"
 "$@" &
 child=$!
 trap 'termed=1; kill -TERM "$child" 2>/dev/null' TERM INT HUP
@@ -36,24 +48,40 @@ while :; do
     [ "$c" = 127 ] || code=$c  # 127: reaped by an earlier, interrupted wait
     [ "$termed" = 1 ] || break  # a trap cut the wait short: wait for the real end
 done
+if [ -n "$prov" ]; then
+    kill "$monitor" 2>/dev/null
+    python3 "$prov" end "$outdir" "$d/pid" > "$d/outputs.json.tmp" 2>> "$d/capture.err" \
+        && mv "$d/outputs.json.tmp" "$d/outputs.json"
+fi
 echo "$code" > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
 exit "$code"
 """
 
-# $1 = wrapper text, $2 = job dir, $3 = workdir; the rest is the job's argv.
+# $1 = wrapper text, $2 = job dir, $3 = workdir, $4 = provenance.py or ""; the rest
+# goes to the wrapper after them.
 LAUNCH = r"""
-wrapper=$1; d=$2; w=$3; shift 3
+wrapper=$1; d=$2; w=$3; prov=$4; shift 4
+case $d in /*) ;; *) d=$PWD/$d ;; esac  # relative to home: keep them so after the cd
+case $prov in ""|/*) ;; *) prov=$PWD/$prov ;; esac
 mkdir -p "$d" || exit 90
 cd "$w" 2>/dev/null || { echo "workdir $w does not exist" >&2; exit 91; }
 [ -e "$d/pid" ] && { echo "job dir $d is in use" >&2; exit 92; }
 : > "$d/out.log"
-setsid sh -c "$wrapper" simtui-job "$d" "$@" < /dev/null >> "$d/out.log" 2>&1 &
+setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$@" < /dev/null >> "$d/out.log" 2>&1 &
 i=0
 while [ ! -s "$d/pid" ]; do
     i=$((i + 1)); [ "$i" -gt 500 ] && { echo "job did not start" >&2; exit 93; }
     sleep 0.01
 done
 cat "$d/pid"
+"""
+
+# $1 = job dir: each provenance file there as "name<TAB>its one line of JSON".
+PROVENANCE = r"""
+for f in meta.json peak.json outputs.json; do
+    [ -f "$1/$f" ] && printf '%s\t%s\n' "$f" "$(cat "$1/$f")"
+done
+exit 0
 """
 
 # Is any process of session $1 still running? Zombies do not count: a reaper
@@ -109,27 +137,34 @@ class RemoteJob:
 
 
 def job_dir(jobs_dir: str, label: str) -> str:
-    """The job's folder as a path the remote shell understands (``~`` -> ``$HOME``)."""
+    """The job's folder as a path for a command on the host (relative = under home)."""
     if not label or "/" in label or label in (".", ".."):
         raise UsageError(f"bad job label {label!r}")
-    return posixpath.join(jobs_dir, label)
+    return home_relative(posixpath.join(jobs_dir, label))
 
 
 def _sh(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, "sh", *args]
 
 
-def _expand(path: str) -> str:
-    """``~`` is not expanded inside quotes; relative paths are relative to home anyway."""
-    if path == "~":
-        return "."
-    return path[2:] if path.startswith("~/") else path
+@dataclass(frozen=True)
+class Capture:
+    """Provenance for the wrapper to take on the host (see provenance.py)."""
+
+    script: str  # provenance.py's path on the host
+    inputs: tuple[str, ...] = ()  # relative to the workdir
+    outputs_dir: str = "."  # where outputs are looked for, relative to the workdir
 
 
-async def launch(host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".") -> int:
+async def launch(
+    host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
+    capture: Capture | None = None,
+) -> int:
     """Start ``argv`` detached in ``workdir``; returns the job's pid (= its process group)."""
-    d = _expand(job_dir(jobs_dir, label))
-    result = await host.run(_sh(LAUNCH, WRAPPER, d, _expand(workdir), *argv))
+    d = job_dir(jobs_dir, label)
+    capture = capture or Capture("")
+    head = [capture.script, capture.outputs_dir, str(len(capture.inputs)), *capture.inputs]
+    result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *argv))
     if not result.ok:
         raise CommandFailed(host.name, f"launch {label}", result.exit_status, result.stderr)
     return int(result.stdout.split()[-1])
@@ -139,7 +174,7 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
     """Read every job's folder in one command."""
     if not labels:
         return {}
-    dirs = {_expand(job_dir(jobs_dir, label)): label for label in labels}
+    dirs = {job_dir(jobs_dir, label): label for label in labels}
     out = await host.check(_sh(STATUS, *dirs))
     jobs = {}
     for line in out.splitlines():
@@ -158,8 +193,20 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
 
 async def kill(host: Host, jobs_dir: str, label: str, grace: float) -> None:
     """TERM the job's process group; KILL it if it is still there after ``grace`` s."""
-    d = _expand(job_dir(jobs_dir, label))
+    d = job_dir(jobs_dir, label)
     await host.check(_sh(KILL, d, str(max(int(grace * 10), 0))))
+
+
+async def provenance(host: Host, jobs_dir: str, label: str) -> dict[str, dict]:
+    """What the wrapper captured so far: ``meta``, ``peak`` and ``outputs`` (each
+    present once written)."""
+    out = await host.check(_sh(PROVENANCE, job_dir(jobs_dir, label)))
+    found = {}
+    for line in out.splitlines():
+        name, _, text = line.partition("\t")
+        with contextlib.suppress(ValueError):
+            found[name.removesuffix(".json")] = json.loads(text)
+    return found
 
 
 def _seconds(text: str) -> float | None:
@@ -177,7 +224,7 @@ def read(host: Host, jobs_dir: str, label: str, offset: int = 0) -> AsyncIterato
 
 
 def _log(jobs_dir: str, label: str) -> str:
-    return posixpath.join(_expand(job_dir(jobs_dir, label)), "out.log")
+    return posixpath.join(job_dir(jobs_dir, label), "out.log")
 
 
 def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0) -> AsyncIterator[bytes]:

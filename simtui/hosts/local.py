@@ -27,6 +27,7 @@ class LocalHost(Host):
         command_line(argv)  # same argument rules as remote hosts
         proc = await asyncio.create_subprocess_exec(
             *argv,
+            cwd=Path.home(),  # like a command over SSH: relative paths are relative to home
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -47,17 +48,22 @@ class LocalHost(Host):
         command_line(argv)
         proc = await asyncio.create_subprocess_exec(
             *argv,
+            cwd=Path.home(),
             stdin=asyncio.subprocess.PIPE,  # closed when we stop: the command sees EOF
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
         assert proc.stdout is not None and proc.stdin is not None
+        ended = False
         try:
             while chunk := await proc.stdout.read(CHUNK):
                 yield chunk
+            ended = True
         finally:
             proc.stdin.close()
-            if proc.returncode is None:
+            # Signal only a command we stop early: signalling one that has exited makes
+            # Popen reap it behind asyncio's child watcher ("Unknown child process").
+            if not ended:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
             await proc.wait()

@@ -30,6 +30,7 @@ from simtui.model import HostSpec
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
+STREAM_WINDOW = 8 << 20  # SSH flow-control window for streams (asyncssh default: 2 MiB)
 
 
 class SshHost(Host):
@@ -159,7 +160,9 @@ class SshHost(Host):
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
         line = command_line(argv)
         try:
-            proc = await self._connection().create_process(line, encoding=None, stderr=asyncssh.DEVNULL)
+            proc = await self._connection().create_process(
+                line, encoding=None, stderr=asyncssh.DEVNULL, window=STREAM_WINDOW
+            )
         except (asyncssh.Error, OSError) as err:
             raise HostDisconnected(self.name, f"connection lost: {err}") from None
         try:

@@ -78,7 +78,7 @@ class LocalLog:
         if not self.path.exists():
             return
         tmp = self.gz_path.with_suffix(".gz.tmp")
-        with open(self.path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+        with open(self.path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
             shutil.copyfileobj(src, dst, READ_CHUNK)
         os.replace(tmp, self.gz_path)
         self.path.unlink()

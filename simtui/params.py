@@ -1,0 +1,82 @@
+"""Run parameters from a file (JSON, TOML, YAML) or ``key=value`` arguments."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from simtui.errors import UsageError
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Parameters from a JSON, TOML or YAML (.yaml/.yml, needs PyYAML) file.
+
+    The top level must be a table/mapping. A broken file is a UsageError that
+    names the file and the line.
+    """
+    path = Path(path)
+    loader = _LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise UsageError(f"{path}: unknown parameter file type; use .json, .toml, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read parameters: {err}") from None
+    data = loader(path, text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: parameters must be a mapping of names to values, not a {type(data).__name__}")
+    return data
+
+
+def _json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{path}: line {err.lineno}: {err.msg}") from None
+
+
+def _toml(path: Path, text: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        where = re.search(r"^(.*) \(at line (\d+), column \d+\)$", str(err))
+        message = f"line {where[2]}: {where[1]}" if where else str(err)
+        raise UsageError(f"{path}: {message}") from None
+
+
+def _yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise UsageError(
+            f"{path}: reading YAML needs PyYAML (pip install pyyaml), or give the parameters as JSON or TOML"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        raise UsageError(f"{path}: line {mark.line + 1}: {problem}" if mark else f"{path}: {problem}") from None
+
+
+_LOADERS = {".json": _json, ".toml": _toml, ".yaml": _yaml, ".yml": _yaml}
+
+
+def parse_param_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["lr=0.1", "name=run 1", "layers=[64, 64]"]`` -> parameters: a value that
+    parses as a JSON literal is that value, anything else stays a string."""
+    params: dict[str, Any] = {}
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"parameter {arg!r}: expected key=value")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except ValueError:
+            params[key.strip()] = raw
+    return params

@@ -1,0 +1,164 @@
+"""Records as text for people: the ``list`` table, ``show`` and ``diff`` views."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from simtui.model import Record, RecordEvent
+from simtui.store.diff import flatten
+from simtui.textfmt import table
+from simtui.units import format_size
+
+COMMAND_WIDTH = 60
+HASH_WIDTH = 12
+
+
+def records_table(records: Iterable[Record]) -> str:
+    rows = [
+        (r.label, r.state.value, r.host, when(r.created, seconds=False), duration(r.duration),
+         ", ".join(r.tags), _truncate(r.command, COMMAND_WIDTH))
+        for r in records
+    ]
+    return table(["label", "state", "host", "created", "duration", "tags", "command"], rows)
+
+
+def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
+    """The whole record, grouped: summary, parameters, git, environment, files,
+    events, the log's last lines, then the git diff."""
+    r = record
+    outcome = r.state.value + (f" (exit {r.exit_code})" if r.exit_code is not None else "")
+    summary = [
+        ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("project", r.project),
+        ("created", when(r.created)), ("started", when(r.started)), ("ended", when(r.ended)),
+        ("duration", duration(r.duration)), ("tags", ", ".join(r.tags)), ("reason", r.reason),
+        ("notes", r.notes), ("repeat of", r.repeat_of), ("waits for", r.after), ("placement", r.placement),
+        ("needs", _needs(r.needs or {})),
+        ("pid", r.pid), ("jobs dir", r.jobs_dir),
+        ("peak memory", r.peak_rss and format_size(r.peak_rss)),
+        ("peak GPU memory", r.peak_gpu_mem and format_size(r.peak_gpu_mem)),
+    ]
+    git = r.git or {}
+    commit = git.get("commit") and git["commit"] + (" (dirty)" if git.get("dirty") else "")
+    env = r.environment or {}
+    packages = env.get("packages")
+    sections = [
+        (f"Record {r.label}  {outcome}", _pairs(summary)),
+        ("Parameters", _pairs((k, _value(v)) for k, v in flatten(r.params).items())),
+        ("Git", _pairs([("remote", git.get("remote")), ("branch", git.get("branch")), ("commit", commit),
+                        ("untracked", ", ".join(git.get("untracked") or []))])),
+        ("Environment", _pairs([
+            ("python", env.get("python") and f"{env['python']} ({env.get('python_executable')})"),
+            ("system", " ".join(str(env[k]) for k in ("os", "kernel", "arch") if env.get(k))),
+            ("distribution", env.get("os_release")), ("hostname", env.get("hostname")),
+            ("cpu", env.get("cpu") and f"{env['cpu']} x {env.get('cpu_count')}"),
+            ("memory", env.get("memory") and format_size(env["memory"])),
+            ("packages", packages is not None
+             and f"{len(packages)} (sha256 {env.get('packages_sha256', '')[:HASH_WIDTH]})"),
+        ])),
+        ("Inputs", _files(r.inputs)),
+        ("Outputs", _files(r.outputs)),
+        ("Events", _indent(table(["time", "kind", "detail"], [(when(e.time), e.kind, e.detail) for e in events]))
+         if events else []),
+        ("Log (last lines)", _indent(r.log_tail.rstrip("\n")) if r.log_tail else []),
+        ("Git diff", _indent(git["diff"].rstrip("\n")) if git.get("diff") else []),
+    ]
+    return _sections(sections)
+
+
+def diff_text(diff: dict[str, Any]) -> str:
+    """A diff from store.diff.diff_records, one ``name  a -> b`` line a change."""
+    head = f"a {diff['a']}  b {diff['b']}"
+    git = dict(diff.get("git", {}))
+    patch = git.pop("diff", None)
+    env = dict(diff.get("environment", {}))
+    packages = env.pop("packages", {})
+    package_lines = [f"+ {name} {version}" for name, version in packages.get("added", {}).items()]
+    package_lines += [f"- {name} {version}" for name, version in packages.get("removed", {}).items()]
+    package_lines += [f"  {name} {_change(c)}" for name, c in packages.get("changed", {}).items()]
+    sections = [
+        ("Run", _pairs(_changes(diff.get("run", {})))),
+        ("Parameters", _pairs(_changes(diff.get("params", {})))),
+        ("Git", _pairs([*_changes(git), ("diff", patch and patch.rstrip("\n"))])),
+        ("Environment", _pairs([*_changes(env), ("packages", "\n".join(package_lines))])),
+        ("Inputs", _pairs(_changes(diff.get("inputs", {}), short=True))),
+        ("Outputs", _pairs(_changes(diff.get("outputs", {}), short=True))),
+    ]
+    body = _sections(sections)
+    return f"{head}\n\n{body}" if body else f"{head}\nno differences"
+
+
+# -- small pieces ------------------------------------------------------------------
+
+
+def when(timestamp: float | None, seconds: bool = True) -> str | None:
+    """Local time, ``2024-05-01 12:30:05``; None stays None."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def duration(seconds: float | None) -> str | None:
+    """``4.2s``, ``3m05s``, ``2h03m``, ``1d04h``."""
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _sections(sections: list[tuple[str, list[str]]]) -> str:
+    return "\n\n".join("\n".join([title, *lines]) for title, lines in sections if lines)
+
+
+def _pairs(pairs: Iterable[tuple[str, Any]]) -> list[str]:
+    """``  name  value`` lines, names aligned; empty values left out, long ones wrapped under."""
+    kept = [(name, str(value)) for name, value in pairs if value is not None and value is not False and value != ""]
+    width = max((len(name) for name, _ in kept), default=0)
+    pad = "\n" + " " * (width + 4)
+    return [f"  {name.ljust(width)}  {value.replace(chr(10), pad)}" for name, value in kept]
+
+
+def _changes(changed: dict[str, dict[str, Any]], short: bool = False) -> list[tuple[str, str]]:
+    return [(name, _change(c, short)) for name, c in changed.items()]
+
+
+def _change(change: dict[str, Any], short: bool = False) -> str:
+    def side(key: str) -> str:
+        if key not in change:
+            return "(none)"
+        return str(change[key])[:HASH_WIDTH] if short and change[key] else _value(change[key])
+
+    return f"{side('a')} -> {side('b')}"
+
+
+def _files(files: list[dict[str, Any]]) -> list[str]:
+    if not files:
+        return []
+    rows = [(f["path"], format_size(f.get("size")), (f.get("sha256") or "")[:HASH_WIDTH], f.get("media_type"))
+            for f in files]
+    return _indent(table(["path", "size", "sha256", "type"], rows))
+
+
+def _needs(needs: dict[str, Any]) -> str:
+    sizes = ("mem", "gpu_mem", "disk")
+    return ", ".join(f"{k} {format_size(v) if k in sizes else v}" for k, v in needs.items() if v)
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _indent(text: str) -> list[str]:
+    return ["  " + line for line in text.splitlines()]
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
