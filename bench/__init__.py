@@ -10,4 +10,5 @@ REGISTRY: dict[str, str] = {
     "records": "bench.records",
     "jobs": "bench.jobs",
     "ui": "bench.ui",
+    "sync": "bench.sync",
 }

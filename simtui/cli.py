@@ -8,9 +8,11 @@ commands that need them.
 
 from __future__ import annotations
 
-import asyncio
+import posixpath
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import click
@@ -19,12 +21,14 @@ from simtui import __version__
 from simtui.config import Config, load_config
 from simtui.errors import SimtuiError, UsageError
 from simtui.hosts.base import LineSplitter
-from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
+from simtui.model import HostKind, HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
 from simtui.textsafe import sanitize
 
 if TYPE_CHECKING:
     from simtui.engine.jobs import Engine
+    from simtui.engine.project import Project
+    from simtui.hosts import Host
     from simtui.store import Store
 
 
@@ -61,6 +65,8 @@ class SimtuiGroup(click.Group):
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio  # here: ~40 ms that the record commands do not need
+
     return asyncio.run(coro)
 
 
@@ -407,6 +413,8 @@ def finish(record: Record) -> None:
               help="A file the job reads (repeatable): its size and sha256 go in the record.")
 @click.option("--outputs", "outputs_dir", metavar="DIR", help="Look for outputs here (default: the workdir).")
 @click.option("--require-clean", is_flag=True, help="Refuse to start from a git checkout with uncommitted changes.")
+@click.option("--sync", "sync_first", is_flag=True,
+              help="Sync this project to the host first and run in its folder there (in its venv, if made).")
 @click.option("--after", metavar="LABEL", help="Start once that job has succeeded (fail if it does not).")
 @click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends; exit 1 unless it succeeded.")
 @json_option
@@ -415,12 +423,14 @@ def finish(record: Record) -> None:
 def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None,
         gpu_mem: str | None, disk: str | None, tags: tuple[str, ...], reason: str | None,
         params_file: str | None, param_args: tuple[str, ...], workdir: str | None,
-        inputs: tuple[str, ...], outputs_dir: str | None, require_clean: bool,
+        inputs: tuple[str, ...], outputs_dir: str | None, require_clean: bool, sync_first: bool,
         after: str | None, follow: bool, as_json: bool, command: tuple[str, ...]) -> None:
     """Launch CMD detached on a host; print its label (then its log, with --follow).
 
     The job survives closing simtui, network loss and sshd restarts. Everything
-    after `--` runs exactly as given, with no shell in between.
+    after `--` runs exactly as given, with no shell in between. With --sync, the
+    record's git provenance is this checkout's at sync time, plus the synced
+    tree's sha256.
     """
     from simtui.params import load_params, parse_param_args
     from simtui.engine.placement import parse_needs
@@ -433,8 +443,27 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
                    params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
                    require_clean=require_clean)
+    if not sync_first:
+        launch(obj, lambda engine: engine.submit(spec), follow, as_json)
+        return
+    if workdir:
+        raise UsageError("give --sync or --workdir, not both: a synced job runs in the project's folder")
+    from simtui.engine.project import find_project
+    from simtui.engine.sync import synced_spec
 
-    launch(obj, lambda engine: engine.submit(spec), follow, as_json)
+    project = find_project()
+    progress = ProgressLine("sync", forced=False)
+
+    def submit(engine: Engine) -> Awaitable[Record]:
+        async def prepare(host_name: str, spec: JobSpec) -> JobSpec:
+            try:
+                return await synced_spec(await engine.host(host_name), project, spec, progress)
+            finally:
+                progress.close()
+
+        return engine.submit(spec, prepare=prepare)
+
+    launch(obj, submit, follow, as_json)
 
 
 @main.command()
@@ -488,6 +517,219 @@ def watch(obj: Obj) -> None:
     from simtui.engine.watch import watch_forever
 
     with_engine(obj, watch_forever)
+
+
+# -- code and data -----------------------------------------------------------------
+
+
+class ProgressLine:
+    """``what: 1.2 MB / 40.0 MB`` on stderr, rewritten in place: with ``forced``
+    (--progress) always, else on a terminal once a transfer is large."""
+
+    LARGE = 1 << 20
+    EVERY = 0.1  # seconds between updates
+
+    def __init__(self, what: str, forced: bool) -> None:
+        self.what, self.forced = what, forced
+        self.on = forced or sys.stderr.isatty()
+        self.shown = False
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        from simtui.units import format_size
+
+        now = time.monotonic()
+        if not self.on or (total < self.LARGE and not self.forced) or (done < total and now - self.last < self.EVERY):
+            return
+        self.last, self.shown = now, True
+        click.echo(f"\r{self.what}: {format_size(done)} / {format_size(total)}", err=True, nl=False)
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo(err=True)
+            self.shown = False
+
+
+def to_stderr(data: bytes) -> None:
+    """A command's output on the host (pip, curl), as it comes."""
+    out = click.get_binary_stream("stderr")
+    out.write(data)
+    out.flush()
+
+
+host_option = click.option("--host", "-H", metavar="HOST", help="The host (default: the only SSH host configured).")
+progress_option = click.option(
+    "--progress", is_flag=True, help="Show bytes sent / total on stderr (default: on a terminal, for large transfers)."
+)
+
+
+def with_project(obj: Obj, host: str | None, work: Callable[[Engine, Host, Project], Awaitable[Any]]) -> Any:
+    """``work(engine, host, project)`` for the project here (the git checkout holding
+    the current directory, else the directory) on the host named, else the only
+    SSH host configured."""
+    from simtui.engine.project import find_project
+
+    project = find_project()
+    if host is None:
+        ssh = [h.name for h in obj.config.hosts if h.kind is HostKind.SSH]
+        if len(ssh) != 1:
+            raise UsageError("give --host HOST" + (f" (one of {', '.join(ssh)})" if ssh else ""))
+        host = ssh[0]
+    obj.config.host(host)  # a clear error for an unknown name
+
+    async def go(engine: Engine) -> Any:
+        return await work(engine, await engine.host(host), project)
+
+    return with_engine(obj, go)
+
+
+@main.command()
+@host_option
+@progress_option
+@json_option
+@pass_obj
+def sync(obj: Obj, host: str | None, progress: bool, as_json: bool) -> None:
+    """Send this project to its folder on the host (projects_dir/NAME): only what changed.
+
+    The project is the git checkout you are in (what git tracks, the untracked
+    files it does not ignore, and those matching .simtui/include), else this
+    folder; minus what matches .simtui/exclude. Files deleted here are deleted
+    there; nothing else there is touched.
+    """
+    from simtui.engine.sync import sync as sync_project
+    from simtui.units import format_size
+
+    line = ProgressLine("sync", progress)
+    try:
+        result = with_project(obj, host, lambda engine, on, project: sync_project(on, project, line))
+    finally:
+        line.close()
+    summary = (f"{result.host}:{result.folder}: {len(result.sent)} sent ({format_size(result.bytes_sent)}), "
+               f"{len(result.deleted)} deleted, {result.files} files in all")
+    echo_json(result.to_dict()) if as_json else click.echo(summary)
+
+
+@main.command()
+@host_option
+@json_option
+@pass_obj
+def env(obj: Obj, host: str | None, as_json: bool) -> None:
+    """Sync, then make the project's virtual environment on the host (.venv in its folder).
+
+    From requirements.txt, else pyproject.toml (uv where the host has it, else
+    python3 -m venv and pip); made again only when that file changes. Jobs run
+    with --sync run inside it, and their record lists its packages.
+    """
+    from simtui.engine.sync import sync as sync_project
+    from simtui.engine.venv import make_env
+
+    async def work(engine: Engine, on: Host, project: Project) -> Any:
+        await sync_project(on, project)
+        return await make_env(on, project, to_stderr)
+
+    result = with_project(obj, host, work)
+    summary = f"{result.host}:{result.venv}: {'made' if result.made else 'up to date'} from {result.requirements}"
+    echo_json(result.to_dict()) if as_json else click.echo(summary)
+
+
+@main.command()
+@click.argument("local", type=click.Path(path_type=Path))
+@click.argument("remote")
+@host_option
+@progress_option
+@pass_obj
+def push(obj: Obj, local: Path, remote: str, host: str | None, progress: bool) -> None:
+    """Copy LOCAL (a file or folder) to REMOTE, a path in the project's folder on the
+    host (into it, when it is a folder there). Modes are kept."""
+    from simtui.engine.transfer import push as push_files
+
+    line = ProgressLine("push", progress)
+
+    async def work(engine: Engine, on: Host, project: Project) -> str:
+        rel = await push_files(on, project, local, remote, line)
+        return f"{on.name}:{posixpath.join(project.folder(on.spec), rel)}"
+
+    try:
+        where = with_project(obj, host, work)
+    finally:
+        line.close()
+    click.echo(where)
+
+
+@main.command()
+@click.argument("remote")
+@click.argument("local", type=click.Path(path_type=Path))
+@host_option
+@progress_option
+@pass_obj
+def pull(obj: Obj, remote: str, local: Path, host: str | None, progress: bool) -> None:
+    """Copy REMOTE, a file or folder in the project's folder on the host, to LOCAL
+    (into it, when it is a folder here)."""
+    from simtui.engine.transfer import pull as pull_files
+
+    line = ProgressLine("pull", progress)
+    try:
+        target = with_project(obj, host, lambda engine, on, project: pull_files(on, project, remote, local, line))
+    finally:
+        line.close()
+    click.echo(str(target))
+
+
+@main.command()
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@host_option
+@progress_option
+@pass_obj
+def data(obj: Obj, urls: tuple[str, ...], host: str | None, progress: bool) -> None:
+    """Download each URL on the host into the project's data/ folder.
+
+    With curl, wget or python3, whichever the host has; the file is named after
+    the URL's path. A failed download leaves no partial file.
+    """
+    from simtui.engine.transfer import data_name, download
+
+    for url in urls:
+        data_name(url)  # every URL checked before the first download
+
+    async def work(engine: Engine, on: Host, project: Project) -> None:
+        for url in urls:
+            rel = await download(on, project, url, to_stderr, progress or sys.stderr.isatty())
+            click.echo(f"{on.name}:{posixpath.join(project.folder(on.spec), rel)}")
+
+    with_project(obj, host, work)
+
+
+@main.command()
+@host_option
+@click.option("--port", type=click.IntRange(0, 65535), default=8888, show_default=True,
+              help="The local port to forward (0: any free one).")
+@click.option("--command", "server", hidden=True,
+              help="Start this instead of Jupyter ({port}: the port it should use).")
+@pass_obj
+def notebook(obj: Obj, host: str | None, port: int, server: str | None) -> None:
+    """Start Jupyter in the project's folder on the host, as a tracked job, and
+    forward a local port to it over the same connection.
+
+    Prints the local URL (with Jupyter's token); Ctrl-C stops the server and the
+    forward. Exits 2 when Jupyter is not installed on the host, 1 when the server
+    ends by itself.
+    """
+    import shlex
+
+    from simtui.engine.notebook import serve, start_notebook
+
+    async def work(engine: Engine, on: Host, project: Project) -> Record:
+        started = await start_notebook(engine, on.name, project, port, shlex.split(server) if server else None)
+        click.echo(f"simtui: notebook {started.record.label} on {on.name}; Ctrl-C stops it", err=True)
+        click.echo(started.url)
+        return await serve(engine, started)
+
+    try:
+        record = with_project(obj, host, work)
+    except KeyboardInterrupt:
+        click.echo("simtui: notebook stopped", err=True)
+        return
+    finish(record)
 
 
 # -- notifications ---------------------------------------------------------------

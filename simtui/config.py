@@ -33,6 +33,7 @@ class Defaults:
     kill_grace: float = 10.0
     jobs_dir: str = "~/.simtui/jobs"
     cache_dir: str = "~/.cache/simtui"
+    projects_dir: str = "~/simtui/projects"
     reserve_mem: int = 0
     reserve_disk: int = 0
     max_jobs: int | None = None
@@ -184,6 +185,7 @@ DEFAULTS_KEYS: dict[str, Check] = {
     "kill_grace": _positive,
     "jobs_dir": _string,
     "cache_dir": _string,
+    "projects_dir": _string,
     "reserve_mem": _size,
     "reserve_disk": _size,
     "max_jobs": _count,
@@ -199,6 +201,7 @@ HOST_KEYS: dict[str, Check] = {
     "ssh_config": _string,
     "jobs_dir": _string,
     "cache_dir": _string,
+    "projects_dir": _string,
     "tags": _strings,
     "max_jobs": _count,
     "reserve_mem": _size,
@@ -207,6 +210,7 @@ HOST_KEYS: dict[str, Check] = {
 LOCAL_KEYS: dict[str, Check] = {
     "enabled": _boolean,
     "jobs_dir": _string,
+    "projects_dir": _string,
     "tags": _strings,
     "max_jobs": _count,
     "reserve_mem": _size,
@@ -249,6 +253,7 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
     inherited = {
         "jobs_dir": defaults.jobs_dir,
         "cache_dir": defaults.cache_dir,
+        "projects_dir": defaults.projects_dir,
         "max_jobs": defaults.max_jobs,
         "reserve_mem": defaults.reserve_mem,
         "reserve_disk": defaults.reserve_disk,

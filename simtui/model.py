@@ -54,6 +54,7 @@ class HostSpec:
     ssh_config: str | None = None  # None: ~/.ssh/config when it exists
     jobs_dir: str = "~/.simtui/jobs"
     cache_dir: str = "~/.cache/simtui"
+    projects_dir: str = "~/simtui/projects"  # synced projects: <projects_dir>/<project>
     tags: tuple[str, ...] = ()
     max_jobs: int | None = None
     reserve_mem: int = 0
@@ -251,6 +252,10 @@ class JobSpec:
     inputs: tuple[str, ...] = ()  # files the job reads, relative to the workdir: hashed at start
     outputs_dir: str | None = None  # where its outputs are looked for (default: the workdir)
     require_clean: bool = False  # refuse to start from a git checkout with changes
+    placement: str | None = None  # why ``host``, when the caller chose it (the form's picker)
+    project: str | None = None  # the synced project it runs in (simtui run --sync)
+    git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
+    venv: str | None = None  # a virtual environment on the host, first on the job's PATH
 
 
 @dataclass
@@ -292,6 +297,7 @@ class Record:
     after: str | None = None  # label of the job it waits for
     needs: dict[str, Any] | None = None  # what it asked of a host (placement when queued)
     outputs_dir: str | None = None  # where the wrapper looks for outputs (default: the workdir)
+    venv: str | None = None  # the virtual environment it ran in, on its host
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -31,7 +31,7 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
     r = record
     outcome = r.state.value + (f" (exit {r.exit_code})" if r.exit_code is not None else "")
     summary = [
-        ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("project", r.project),
+        ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("project", r.project), ("venv", r.venv),
         ("created", when(r.created)), ("started", when(r.started)), ("ended", when(r.ended)),
         ("duration", duration(r.duration)), ("tags", ", ".join(r.tags)), ("reason", r.reason),
         ("notes", r.notes), ("repeat of", r.repeat_of), ("waits for", r.after), ("placement", r.placement),
@@ -48,7 +48,8 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         (f"Record {r.label}  {outcome}", _pairs(summary)),
         ("Parameters", _pairs((k, _value(v)) for k, v in flatten(r.params).items())),
         ("Git", _pairs([("remote", git.get("remote")), ("branch", git.get("branch")), ("commit", commit),
-                        ("untracked", ", ".join(git.get("untracked") or []))])),
+                        ("untracked", ", ".join(git.get("untracked") or [])),
+                        ("synced tree", git.get("tree_sha256"))])),
         ("Environment", _pairs([
             ("python", env.get("python") and f"{env['python']} ({env.get('python_executable')})"),
             ("system", " ".join(str(env[k]) for k in ("os", "kernel", "arch") if env.get(k))),

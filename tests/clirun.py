@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 
-def simtui(*args: str, config: Path | str | None = None, timeout: float = 60, input: str | None = None):
+def simtui(*args: str, config: Path | str | None = None, timeout: float = 60, input: str | None = None,
+           cwd: Path | str | None = None):
     cmd = [sys.executable, "-m", "simtui"] + (["--config", str(config)] if config else []) + list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, cwd=cwd)
 
 
-def simtui_json(*args: str, config: Path | str | None = None, timeout: float = 60) -> Any:
-    proc = simtui(*args, "--json", config=config, timeout=timeout)
+def simtui_json(*args: str, config: Path | str | None = None, timeout: float = 60,
+                cwd: Path | str | None = None) -> Any:
+    proc = simtui(*args, "--json", config=config, timeout=timeout, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -167,3 +167,16 @@ def test_max_jobs_holds_extra_jobs_queued(lab, tmp_path):
     assert proc.returncode == 0, proc.stderr
     first, second = (show(l, config) for l in labels)
     assert second["state"] == "succeeded" and second["started"] >= first["ended"]
+
+
+def test_log_follow_joining_mid_run_shows_every_line_once(quick_config, lab):
+    script = "echo one; echo two; until [ -e release-$1 ]; do sleep 0.05; done; echo three"
+    label = simtui("run", "--host", "h0", "--", "sh", "-c", script, "sh", "x", config=quick_config).stdout.strip()
+    log = f".simtui/jobs/{label}/out.log"
+    wait_for(lambda: host_shell(lab.hosts[0].spec, f"cat {log}") == "one\ntwo\n", what="the first lines")
+    follower = popen("log", label, "--follow", config=quick_config)
+    host_shell(lab.hosts[0].spec, "touch release-x")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out == "one\ntwo\nthree\n"
+    host_shell(lab.hosts[0].spec, "rm -f release-x")

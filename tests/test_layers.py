@@ -73,7 +73,7 @@ def test_command_line_start_up_imports_neither_textual_nor_asyncssh():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["simtui/provenance.py", "simtui/hosts/agent.py"])
+@pytest.mark.parametrize("module", ["simtui/provenance.py", "simtui/hosts/agent.py", "simtui/hosts/project_helper.py"])
 def test_files_that_run_on_hosts_need_only_the_standard_library(module):
     """They are uploaded and run by the host's own python3: nothing of simtui's is there."""
     optional = {"pynvml", "agent"}  # shipped beside them, imported only when present

@@ -12,3 +12,13 @@ def test_append_resume_point_and_compression(tmp_path):
     assert b"".join(log.chunks()) == "α\nmore\n".encode()
     assert b"".join(LocalLog("abc", home=tmp_path).chunks(offset=3)) == b"more\n"
     assert LocalLog("abc", home=tmp_path).size() == 8
+
+
+def test_tail_of_a_plain_and_a_compressed_copy(tmp_path):
+    log = LocalLog("big", home=tmp_path)
+    data = b"".join(b"line %06d\n" % i for i in range(50_000))  # 550 kB: several read chunks
+    log.append(data)
+    assert log.tail(100) == (len(data) - 100, data[-100:])
+    log.compress()
+    assert log.tail(100) == (len(data) - 100, data[-100:])
+    assert log.tail(10**9) == (0, data)

@@ -47,7 +47,9 @@ def test_a_database_with_the_first_schema_is_upgraded_and_keeps_its_records(tmp_
     assert schema_version(conn) == 1
     old = Store(conn)
     assert not old.db["records_fts"].exists()
-    old.insert(make_record("aaaa00000001", command="python old_sweep.py", tags=["legacy"]))
+    v1_columns = old.db["records"].columns_dict  # later fields (e.g. venv) have no column yet
+    row = old._row(make_record("aaaa00000001", command="python old_sweep.py", tags=["legacy"]), v1_columns)
+    old.db["records"].insert({**row, "updated": row["created"]})
     old.close()
 
     upgraded = Store.open(tmp_path / "old.db")

@@ -13,7 +13,7 @@ import os
 import posixpath
 import shlex
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -58,11 +58,19 @@ class Engine:
 
     # -- submit ----------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, *, repeat_of: str | None = None) -> Record:
-        """Record the job and start it, unless it waits (``after``, ``max_jobs``)."""
+    async def submit(
+        self, spec: JobSpec, *, repeat_of: str | None = None,
+        prepare: Callable[[str, JobSpec], Awaitable[JobSpec]] | None = None,
+    ) -> Record:
+        """Record the job and start it, unless it waits (``after``, ``max_jobs``).
+
+        ``prepare(host, spec)``, once the host is chosen, returns the spec to launch
+        there (simtui run --sync: the code synced, the workdir and git set)."""
         if spec.after:
             spec = replace(spec, after=self.store.resolve(spec.after))
         host, why = await self._choose_host(spec)
+        if prepare is not None:
+            spec = await prepare(host, spec)
         host_spec = self.config.host(host)
         workdir = spec.workdir or (os.getcwd() if host_spec.kind is HostKind.LOCAL else "~")
         if spec.require_clean:
@@ -75,7 +83,7 @@ class Engine:
             params=dict(spec.params), placement=why, repeat_of=repeat_of, after=spec.after,
             needs=asdict(spec.needs) if not spec.needs.is_empty() else None,
             jobs_dir=host_spec.jobs_dir, created=now, inputs=[{"path": path} for path in spec.inputs],
-            outputs_dir=spec.outputs_dir,
+            outputs_dir=spec.outputs_dir, project=spec.project, git=spec.git, venv=spec.venv,
         )
         self.store.insert(record)
         if spec.after or not self._has_slot(host):
@@ -97,7 +105,7 @@ class Engine:
     async def _choose_host(self, spec: JobSpec) -> tuple[str, str | None]:
         if spec.host:
             self.config.host(spec.host)  # a clear error for an unknown name
-            return spec.host, None
+            return spec.host, spec.placement
         if spec.needs.is_empty():
             names = [h.name for h in self.config.hosts]
             if LOCAL in names:
@@ -128,7 +136,8 @@ class Engine:
             host = await self.host(record.host)
             started = time.time()
             pid = await remote.launch(
-                host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record)
+                host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record),
+                record.venv,
             )
         except SimtuiError as err:
             return self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
@@ -180,7 +189,7 @@ class Engine:
         fields: dict[str, Any] = {}
         if "meta" in found and record.environment is None:
             meta = found["meta"]
-            fields.update(git=meta.get("git"), environment=meta.get("environment"),
+            fields.update(git=record.git or meta.get("git"), environment=meta.get("environment"),
                           inputs=meta.get("inputs") or record.inputs)
         if final:
             peak = found.get("peak", {})
@@ -218,7 +227,7 @@ class Engine:
 
     @staticmethod
     def _tail(log: LocalLog) -> str | None:
-        data = b"".join(log.chunks(max(log.size() - TAIL_BYTES, 0)))
+        _, data = log.tail(TAIL_BYTES)
         lines = data.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
         return sanitize("\n".join(lines)) if lines else None
 
@@ -227,23 +236,30 @@ class Engine:
     async def follow(
         self, label: str, on_data: Callable[[bytes], None] | None = None, offset: int | None = None
     ) -> Record:
-        """Stream the job's log from ``offset`` (default: the end of the local copy)
-        until the job ends, through reconnects; returns the finished record.
+        """Pass the job's log from byte ``offset`` on to ``on_data`` (default: from the
+        end of the local copy) until the job ends, through reconnects; returns the
+        finished record.
 
         Each pass resumes where the last one stopped, so every byte arrives once.
-        Unless another simtui process already does, the bytes also go into the
-        local copy. A queued job is waited for (and started here when its turn comes).
+        Unless another simtui process already does, the bytes also go into the local
+        copy (which then may start below ``offset``: those bytes are stored, not
+        passed on). A queued job is waited for (and started here when its turn comes).
         """
         log = LocalLog(self.store.resolve(label))
         writer = log.claim()
-        offset = log.size() if offset is None or writer else offset
+        pos = log.size() if writer or offset is None else offset  # where the stream resumes
+        shown = pos if offset is None else offset  # bytes below this are not passed on
+        if on_data and shown < pos:  # the caller wants bytes the local copy already holds
+            for chunk in log.chunks(shown):
+                on_data(chunk)
+            shown = pos
         delays = iter(RECONNECT_BACKOFF)
         try:
             while True:
                 record = self.store.get(log.label)
                 if record.state.finished:
                     if on_data:
-                        await self._deliver_rest(record, offset, on_data)
+                        await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
                 try:
                     if record.state is JobState.QUEUED:
@@ -254,12 +270,12 @@ class Engine:
                     catch_up = lambda at: remote.read(host, record.jobs_dir, record.label, at)  # noqa: E731
                     live = lambda at: remote.follow(host, record.jobs_dir, record.label, record.pid, at)  # noqa: E731
                     for stream in (catch_up, live):
-                        async for chunk in stream(offset):
-                            offset += len(chunk)
+                        async for chunk in stream(pos):
                             if writer:
                                 log.append(chunk)
-                            if on_data:
-                                on_data(chunk)
+                            if on_data and pos + len(chunk) > shown:
+                                on_data(chunk[max(shown - pos, 0):])
+                            pos += len(chunk)
                     # The stream ended: the job is over, or the connection dropped.
                     if writer:
                         log.close()  # so that _settle can finish the copy if it is over
@@ -328,6 +344,7 @@ class Engine:
             argv=tuple(old.argv), host=host or (None if old.needs else old.host), needs=needs,
             workdir=old.workdir, tags=tuple(old.tags), reason=old.reason, params=old.params,
             inputs=tuple(item["path"] for item in old.inputs), outputs_dir=old.outputs_dir,
+            project=old.project, venv=old.venv,
         )
         return await self.submit(spec, repeat_of=old.label)
 

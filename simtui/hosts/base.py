@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,37 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A local port that reaches a port on the host while it is open."""
+
+    port: int  # the local port to connect to
+    close: Callable[[], None]
+
+
+async def pump(chunks: AsyncIterable[bytes], write: Callable[[bytes], Awaitable[None]],
+               end: Callable[[], None], abort: Callable[[], None],
+               gone: tuple[type[BaseException], ...]) -> None:
+    """Copy ``chunks`` into a command's stdin, then ``end`` it. ``write`` returns once
+    there is room again. A command that stops reading (``gone`` is raised) ends the
+    copy quietly: its exit status says why. An error making the chunks ``abort``s
+    the command (it would wait for the rest forever) and propagates."""
+    source = aiter(chunks)
+    while True:
+        try:
+            chunk = await anext(source, None)
+        except BaseException:
+            abort()
+            raise
+        try:
+            if chunk is None:
+                end()
+                return
+            await write(chunk)
+        except gone:
+            return
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -90,6 +121,16 @@ class Host(abc.ABC):
     @abc.abstractmethod
     def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
         """Run a command and yield its stdout in chunks as it arrives."""
+
+    @abc.abstractmethod
+    async def run_with_input(self, argv: Sequence[str], chunks: AsyncIterable[bytes]) -> CommandResult:
+        """Run a command with ``chunks`` as its stdin (streamed: never all in memory)
+        and collect its output."""
+
+    @abc.abstractmethod
+    async def forward_local_port(self, local_port: int, remote_host: str, remote_port: int) -> PortForward:
+        """Listen on 127.0.0.1:``local_port`` (0: any free port) and carry each
+        connection to ``remote_host:remote_port`` as seen from the host."""
 
     @abc.abstractmethod
     async def put(self, local: Path, remote: str) -> None:

@@ -57,14 +57,20 @@ echo "$code" > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
 exit "$code"
 """
 
-# $1 = wrapper text, $2 = job dir, $3 = workdir, $4 = provenance.py or ""; the rest
-# goes to the wrapper after them.
+# $1 = wrapper text, $2 = job dir, $3 = workdir, $4 = provenance.py or "", $5 = a
+# virtual environment (relative to the workdir) or ""; the rest goes to the wrapper.
+# The venv goes first on PATH for the wrapper: the job and its capture both see it.
 LAUNCH = r"""
-wrapper=$1; d=$2; w=$3; prov=$4; shift 4
+wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; shift 5
 case $d in /*) ;; *) d=$PWD/$d ;; esac  # relative to home: keep them so after the cd
 case $prov in ""|/*) ;; *) prov=$PWD/$prov ;; esac
 mkdir -p "$d" || exit 90
 cd "$w" 2>/dev/null || { echo "workdir $w does not exist" >&2; exit 91; }
+if [ -n "$venv" ]; then
+    VIRTUAL_ENV=$(cd "$venv" 2>/dev/null && pwd) || { echo "virtual environment $venv does not exist" >&2; exit 94; }
+    PATH=$VIRTUAL_ENV/bin:$PATH
+    export VIRTUAL_ENV PATH
+fi
 [ -e "$d/pid" ] && { echo "job dir $d is in use" >&2; exit 92; }
 : > "$d/out.log"
 setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$@" < /dev/null >> "$d/out.log" 2>&1 &
@@ -95,9 +101,9 @@ alive() { ps -o stat= -s "$1" 2>/dev/null | grep -q '^[^Z]'; }
 STATUS = ALIVE + r"""
 for d do
     pid=$(cat "$d/pid" 2>/dev/null)
-    code=$(cat "$d/exit" 2>/dev/null)
     alive=0
     [ -n "$pid" ] && alive "$pid" && alive=1
+    code=$(cat "$d/exit" 2>/dev/null)  # after the alive test: a job ending between the two is never lost
     size=$(wc -c < "$d/out.log" 2>/dev/null)
     ended=$(date -r "$d/exit" +%s.%N 2>/dev/null)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "$alive" "${code:--}" "${size:-0}" "${ended:--}"
@@ -158,12 +164,13 @@ class Capture:
 
 async def launch(
     host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
-    capture: Capture | None = None,
+    capture: Capture | None = None, venv: str | None = None,
 ) -> int:
-    """Start ``argv`` detached in ``workdir``; returns the job's pid (= its process group)."""
+    """Start ``argv`` detached in ``workdir`` (with ``venv`` first on its PATH);
+    returns the job's pid (= its process group)."""
     d = job_dir(jobs_dir, label)
     capture = capture or Capture("")
-    head = [capture.script, capture.outputs_dir, str(len(capture.inputs)), *capture.inputs]
+    head = [capture.script, venv or "", capture.outputs_dir, str(len(capture.inputs)), *capture.inputs]
     result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *argv))
     if not result.ok:
         raise CommandFailed(host.name, f"launch {label}", result.exit_status, result.stderr)

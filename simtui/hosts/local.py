@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 
-from simtui.hosts.base import CHUNK, CommandResult, Host, command_line
+from simtui.hosts.base import CHUNK, CommandResult, Host, PortForward, command_line, pump
 
 
 def _home_path(path: str) -> Path:
@@ -67,6 +67,35 @@ class LocalHost(Host):
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
             await proc.wait()
+
+    async def run_with_input(self, argv: Sequence[str], chunks: AsyncIterable[bytes]) -> CommandResult:
+        command_line(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=Path.home(), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdin = proc.stdin
+
+        async def write(chunk: bytes) -> None:
+            stdin.write(chunk)
+            await stdin.drain()
+
+        def abort() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+        feeding = pump(chunks, write, stdin.close, abort, (BrokenPipeError, ConnectionResetError))
+        try:
+            _, out, err = await asyncio.gather(feeding, proc.stdout.read(), proc.stderr.read())
+        finally:
+            await proc.wait()
+        status = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else None
+        return CommandResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    async def forward_local_port(self, local_port: int, remote_host: str, remote_port: int) -> PortForward:
+        """Nothing to forward on this machine: the server's own port is the local port."""
+        return PortForward(remote_port, lambda: None)
 
     async def put(self, local: Path, remote: str) -> None:
         target = _home_path(remote)

@@ -8,9 +8,10 @@ key is. Every failure becomes a typed HostError with a one-line message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncssh
@@ -25,7 +26,7 @@ from simtui.errors import (
     HostUnreachable,
     UnknownHostKey,
 )
-from simtui.hosts.base import CHUNK, CommandResult, Host, command_line, home_relative
+from simtui.hosts.base import CHUNK, CommandResult, Host, PortForward, command_line, home_relative, pump
 from simtui.model import HostSpec
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -176,6 +177,42 @@ class SshHost(Host):
                 yield chunk
         finally:
             proc.close()
+
+    async def run_with_input(self, argv: Sequence[str], chunks: AsyncIterable[bytes]) -> CommandResult:
+        line = command_line(argv)
+        try:
+            proc = await self._connection().create_process(line, encoding=None, window=STREAM_WINDOW)
+        except (asyncssh.Error, OSError) as err:
+            raise HostDisconnected(self.name, f"connection lost: {err}") from None
+
+        async def write(chunk: bytes) -> None:
+            proc.stdin.write(chunk)
+            await proc.stdin.drain()
+
+        gone = (asyncssh.Error, OSError)  # the command stopped reading
+        feeding = asyncio.ensure_future(pump(chunks, write, proc.stdin.write_eof, proc.close, gone))
+        try:
+            out, err = await asyncio.gather(proc.stdout.read(), proc.stderr.read())
+            result = await proc.wait()
+        except (asyncssh.Error, OSError) as error:
+            raise HostDisconnected(self.name, f"connection lost: {error}") from None
+        finally:
+            if not feeding.done():  # the command ended without reading all of its input
+                feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding  # an error making the input propagates
+            proc.close()
+        status = result.exit_status if result.exit_status is not None and result.exit_status >= 0 else None
+        return CommandResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    async def forward_local_port(self, local_port: int, remote_host: str, remote_port: int) -> PortForward:
+        try:
+            listener = await self._connection().forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
+        except OSError as err:
+            raise HostError(self.name, f"cannot listen on local port {local_port}: {err.strerror or err}") from None
+        except asyncssh.Error as err:
+            raise HostDisconnected(self.name, f"connection lost: {err}") from None
+        return PortForward(listener.get_port(), listener.close)
 
     # -- files -------------------------------------------------------------
 

@@ -154,4 +154,9 @@ def _v3_notifications(db: Database) -> None:
     db["notifications"].create_index(["time"])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications]
+def _v4_venv(db: Database) -> None:
+    """The virtual environment a job ran in (simtui env), on its host."""
+    db["records"].add_column("venv", str)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv]

@@ -83,6 +83,21 @@ class LocalLog:
         os.replace(tmp, self.gz_path)
         self.path.unlink()
 
+    def tail(self, limit: int) -> tuple[int, bytes]:
+        """The last ``limit`` bytes (or fewer) and where they start. A compressed copy
+        is read through once (slow for a big log: call it off the event loop)."""
+        if self.compressed:
+            kept, offset = b"", 0
+            for chunk in self.chunks():
+                kept += chunk
+                if len(kept) > 2 * limit:
+                    offset += len(kept) - limit
+                    kept = kept[-limit:]
+            cut = max(len(kept) - limit, 0)
+            return offset + cut, kept[cut:]
+        start = max(self.size() - limit, 0)
+        return start, b"".join(self.chunks(start))
+
     def chunks(self, offset: int = 0) -> Iterator[bytes]:
         """The log's bytes from ``offset``, plain or compressed."""
         if self.path.exists():

@@ -1,0 +1,214 @@
+"""Sync a project to its folder on a host: only what changed crosses, in one tar stream.
+
+Each end keeps a manifest, path -> ``[size, mtime_ns, st_mode, sha256]``. Here a
+file is hashed again only when its size or mtime changed since the last scan
+(kept in ``$SIMTUI_HOME/sync/`` with a copy of the host's manifest). The host
+keeps its own, with its own sizes and mtimes, and says which files no longer
+match it (changed behind our back): those are sent again. A sync is two commands
+on the host (project_helper.py), started at once: one says what went stale, and
+sends the manifest unless our copy is of its version; the other then takes the
+deletions and a tar stream of the files to send (or ends, when there are none).
+Only files sync put there are ever deleted: outputs, ``data/`` and ``.venv`` are
+left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import marshal
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from simtui.config import simtui_home
+from simtui.engine.project import Project
+from simtui.engine.selection import project_files
+from simtui.engine.tarstream import tar_stream
+from simtui.engine.venv import venv_ready
+from simtui.errors import UsageError
+from simtui.hosts import Host
+from simtui.hosts import project_helper as helper
+from simtui.hosts.project import Receiver, tree_state
+from simtui.model import JobSpec, to_dict
+from simtui.provenance import git_info, hash_file
+
+Manifest = dict[str, list]  # path -> [size, mtime_ns, st_mode, sha256]
+SIZE, MTIME, MODE, SHA = range(4)
+RACY_NS = 2_000_000_000  # a file changed this close before a scan may change again unseen
+
+
+@dataclass(frozen=True)
+class Plan:
+    send: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()  # synced files gone here: deleted there
+    forget: tuple[str, ...] = ()  # gone here, and changed there since: left there, forgotten
+
+    def __bool__(self) -> bool:
+        return bool(self.send or self.delete or self.forget)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    host: str
+    folder: str
+    files: int  # in the project
+    sent: tuple[str, ...]
+    deleted: tuple[str, ...]
+    bytes_sent: int  # file contents
+    tree_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+# -- manifests (pure) -------------------------------------------------------------
+
+
+def scan(root: Path, paths: list[str], known: Manifest, since_ns: int) -> Manifest:
+    """The manifest of ``paths`` under ``root``: sizes, mtimes and modes from
+    ``lstat``; hashes from ``known`` where size and mtime are unchanged and the file
+    had not changed close before ``since_ns`` (the last scan's start), else read."""
+    found: Manifest = {}
+    prefix = f"{root}{os.sep}"
+    for path in paths:
+        full = prefix + path
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:  # git still lists a tracked file deleted here
+            continue
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            continue
+        old = known.get(path)
+        trusted = (old is not None and old[SIZE] == st.st_size and old[MTIME] == st.st_mtime_ns
+                   and st.st_mtime_ns < since_ns - RACY_NS)
+        found[path] = [st.st_size, st.st_mtime_ns, st.st_mode, old[SHA] if trusted else _hash(full, st.st_mode)]
+    return found
+
+
+def _hash(path: str, mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return hashlib.sha256(b"symlink\0" + os.fsencode(os.readlink(path))).hexdigest()
+    return hash_file(path)
+
+
+def plan(local: Manifest, remote: Manifest, stale: set[str] | frozenset[str] = frozenset()) -> Plan:
+    """What to send (new, changed in content or mode, or stale there) and what to
+    delete there (synced before, gone here)."""
+    send = tuple(sorted(
+        path for path, entry in local.items()
+        if path in stale or path not in remote or remote[path][MODE:] != entry[MODE:]
+    ))
+    gone = sorted(path for path in remote if path not in local)
+    return Plan(send, tuple(p for p in gone if p not in stale), tuple(p for p in gone if p in stale))
+
+
+def tree_sha256(manifest: Manifest) -> str:
+    """The synced tree's identity: sha256 over every file's path, mode and sha256."""
+    digest = hashlib.sha256()
+    for path in sorted(manifest):
+        entry = manifest[path]
+        digest.update(f"{entry[MODE]:o} {entry[SHA]} {path}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+# -- what this machine remembers of the last sync ------------------------------------
+
+
+@dataclass
+class Memory:
+    """The last scan here and the host's manifest after the last sync (and that
+    sync's version token), per project and host. A cache read and written on every
+    sync, so in marshal's format, the fastest to load; one that cannot be read
+    costs only time (every file hashed again, the host's manifest asked for)."""
+
+    path: Path
+    scanned_ns: int = 0
+    local: Manifest = field(default_factory=dict)
+    remote: Manifest = field(default_factory=dict)
+    remote_version: str = ""
+
+    @classmethod
+    def load(cls, project: Project, host: str, folder: str) -> Memory:
+        key = hashlib.sha256(f"{project.root}\0{host}\0{folder}".encode()).hexdigest()[:24]
+        path = simtui_home() / "sync" / f"{key}.marshal"
+        try:
+            return cls(path, **marshal.loads(path.read_bytes()))
+        except (OSError, ValueError, EOFError, TypeError):
+            return cls(path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        state = {"scanned_ns": self.scanned_ns, "local": self.local, "remote": self.remote,
+                 "remote_version": self.remote_version}
+        tmp.write_bytes(marshal.dumps(state))
+        tmp.replace(self.path)
+
+
+# -- the sync ------------------------------------------------------------------------
+
+
+async def sync(host: Host, project: Project, progress: Callable[[int, int], None] | None = None) -> SyncResult:
+    """Make the project's folder on ``host`` hold what ``project_files`` lists here.
+
+    ``progress(bytes_sent, bytes_to_send)`` is called as file contents go out."""
+    folder = project.folder(host.spec)
+    where = project.folder_arg(host.spec)
+    memory = Memory.load(project, host.name, folder)
+    started_ns = time.time_ns()
+
+    def look_here() -> Manifest:
+        return scan(project.root, project_files(project.root), memory.local, memory.scanned_ns)
+
+    # The host and the local disk are asked at once, and the receiving end starts
+    # meanwhile: none of the three waits for another.
+    receiver = Receiver(host, where)
+    try:
+        there, local = await asyncio.gather(tree_state(host, where, memory.remote_version),
+                                            asyncio.to_thread(look_here))
+    except BaseException:
+        await receiver.nothing()
+        raise
+    if there.manifest is not None:
+        memory.remote, memory.remote_version = there.manifest, there.version or ""
+    todo = plan(local, memory.remote, set(there.stale))
+    total = sum(local[path][SIZE] for path in todo.send)
+    if not todo:
+        await receiver.nothing()
+    else:
+        version = secrets.token_hex(8)
+        sent = {path: local[path][SHA] for path in todo.send}
+        gone = {**dict.fromkeys(todo.delete, "D"), **dict.fromkeys(todo.forget, "F")}
+        members = [(project.root / path, path) for path in todo.send]
+        tar = tar_stream(members, progress and (lambda done: progress(done, total))) if todo.send else None
+        stats = await receiver.send(version, gone, sent, tar)
+        memory.remote = helper.updated(memory.remote, list(gone), sent, stats)
+        memory.remote_version = version
+    newest = max((entry[MTIME] for entry in local.values()), default=0)
+    racy = newest >= memory.scanned_ns - RACY_NS  # files were hashed again only for being recent
+    if todo or racy or there.manifest is not None or local != memory.local:
+        memory.local, memory.scanned_ns = local, started_ns
+        await asyncio.to_thread(memory.save)
+    return SyncResult(host.name, folder, len(local), todo.send, todo.delete, total, tree_sha256(local))
+
+
+async def synced_spec(host: Host, project: Project, spec: JobSpec,
+                      progress: Callable[[int, int], None] | None = None) -> JobSpec:
+    """Sync, then the spec to run in the synced folder (``simtui run --sync``): git
+    provenance from the local checkout, plus the synced tree's hash; the project's
+    virtual environment when it has one."""
+    info = await asyncio.to_thread(git_info, project.root)
+    if spec.require_clean and info and info["dirty"]:
+        changed = info["changed"] + info["untracked"]
+        raise UsageError(f"--require-clean: {project.root} has uncommitted changes: {', '.join(changed[:10])}"
+                         " (commit or stash them, or drop --require-clean)")
+    result = await sync(host, project, progress)
+    venv = await venv_ready(host, project)
+    return replace(spec, workdir=result.folder, project=project.name, require_clean=False,
+                   git={**(info or {}), "tree_sha256": result.tree_sha256}, venv=venv)

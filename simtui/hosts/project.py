@@ -1,0 +1,160 @@
+"""A project folder on a host, over any Host: the manifest sync keeps there, the
+receiving end of a sync, path checks, ports, and commands shown live.
+
+The work on the host is done by project_helper.py, sent with each command
+(``python3 -S -c``): nothing to install, and never an old copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from simtui.errors import CommandFailed, SimtuiError
+from simtui.hosts import project_helper
+from simtui.hosts.base import Host, command_line
+from simtui.hosts.project_helper import SEP
+
+NO_COMMAND = 127  # what a shell answers for a command it cannot find
+_EXIT = re.compile(rb"\nsimtui-exit: (\d+)\n$")
+_EXIT_TAIL = 32  # bytes held back from live output: the exit line is in them
+
+
+@functools.cache
+def _source() -> str:
+    return Path(project_helper.__file__).read_text(encoding="utf-8")
+
+
+def _helper(command: str, *args: str) -> list[str]:
+    return ["python3", "-S", "-c", _source(), command, *args]
+
+
+def _failed(host: Host, command: str, status: int | None, stderr: str) -> SimtuiError:
+    if status == NO_COMMAND:
+        return SimtuiError(f"{host.name}: python3 is not installed there (simtui needs it for projects)")
+    return CommandFailed(host.name, f"project_helper.py {command}", status, stderr)
+
+
+async def _call(host: Host, command: str, *args: str) -> str:
+    result = await host.run(_helper(command, *args))
+    if not result.ok:
+        raise _failed(host, command, result.exit_status, result.stderr)
+    return result.stdout
+
+
+def _records(fields: list[str], width: int) -> dict[str, list]:
+    """Runs of ``width`` fields: path, size, mtime_ns, st_mode (and sha256 where
+    ``width`` is 5) -> path -> [size, mtime_ns, st_mode (, sha256)]."""
+    found = {}
+    for i in range(0, len(fields), width):
+        path, size, mtime, mode, *sha = fields[i : i + width]
+        found[path] = [int(size), int(mtime), int(mode), *sha]
+    return found
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """What the host says about a synced project folder."""
+
+    manifest: dict[str, list] | None  # None: the caller's copy (of ``version``) is current
+    version: str | None
+    stale: tuple[str, ...]  # files that no longer match the manifest
+
+
+async def tree_state(host: Host, root: str, known_version: str) -> TreeState:
+    fields = (await _call(host, "state", root, known_version)).split(SEP)[:-1]
+    if fields[0] == "same":
+        return TreeState(None, None, tuple(fields[1:]))
+    end = fields.index("", 2)
+    return TreeState(_records(fields[2:end], 5), fields[1], tuple(fields[end + 1 :]))
+
+
+class Receiver:
+    """The receiving end of a sync on the host, started before the caller knows what
+    to send: the start of a Python process there is most of its cost, and it can
+    overlap the caller's planning. Then exactly one of ``send`` or ``nothing``."""
+
+    def __init__(self, host: Host, root: str) -> None:
+        self.host = host
+        self._header: asyncio.Future[tuple[bytes, AsyncIterator[bytes] | None]] = (
+            asyncio.get_running_loop().create_future())
+        self._done = asyncio.ensure_future(host.run_with_input(_helper("receive", root), self._input()))
+
+    async def _input(self) -> AsyncIterator[bytes]:
+        header, tar = await self._header
+        yield b"%0*d" % (project_helper.HEADER_DIGITS, len(header)) + header
+        if tar is not None:
+            async for chunk in tar:
+                yield chunk
+
+    async def send(self, version: str, gone: dict[str, str], sent: dict[str, str],
+                   tar: AsyncIterator[bytes] | None) -> dict[str, list]:
+        """The sync's header (the new ``version``; ``gone``: path -> ``D`` to delete
+        or ``F`` to forget; ``sent``: path -> sha256) and its tar stream (None:
+        nothing to extract); returns the ``[size, mtime_ns, st_mode]`` of each file
+        sent, as the host sees them."""
+        fields = [version]
+        for path, kind in gone.items():
+            fields += [kind, path]
+        for path, sha in sent.items():
+            fields += ["S", path, sha]
+        self._header.set_result((os.fsencode(SEP.join(fields)), tar))
+        result = await self._done
+        if not result.ok:
+            raise _failed(self.host, "receive", result.exit_status, result.stderr)
+        return _records(result.stdout.split(SEP)[:-1], 4)
+
+    async def nothing(self) -> None:
+        """Nothing to send: the command ends without a change (and without a word,
+        if it could not even start)."""
+        if not self._header.done():
+            self._header.set_result((b"", None))
+        with contextlib.suppress(SimtuiError):
+            await self._done
+
+
+@dataclass(frozen=True)
+class Place:
+    """A path in a project folder on a host."""
+
+    inside: bool  # it stays inside the folder, symlinks resolved
+    kind: str  # file, dir, link or missing
+    files: int  # files and links there (one, for a file)
+    bytes: int  # their sizes
+
+
+async def where(host: Host, root: str, path: str) -> Place:
+    """What is at ``path`` (relative to ``root``) on the host."""
+    return Place(**json.loads(await _call(host, "where", root, path)))
+
+
+async def free_port(host: Host) -> int:
+    return int(await _call(host, "free-port"))
+
+
+async def port_open(host: Host, port: int) -> bool:
+    return (await host.run(_helper("port-open", str(port)))).ok
+
+
+async def run_live(host: Host, argv: Sequence[str], on_output: Callable[[bytes], None]) -> int:
+    """Run a command, handing its stdout and stderr (merged) to ``on_output`` as
+    they come; returns its exit status."""
+    script = '"$@" 2>&1; printf "\\nsimtui-exit: %s\\n" "$?"'
+    held = b""
+    async for chunk in host.stream(["sh", "-c", script, "sh", *argv]):
+        held += chunk
+        if len(held) > _EXIT_TAIL:
+            on_output(held[:-_EXIT_TAIL])
+            held = held[-_EXIT_TAIL:]
+    found = _EXIT.search(held)
+    if found is None:
+        raise SimtuiError(f"{host.name}: `{command_line(argv)}` ended without an exit status (connection lost?)")
+    on_output(held[: found.start()])
+    return int(found[1])

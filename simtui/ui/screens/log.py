@@ -1,0 +1,29 @@
+"""One job's log on the whole screen, following live."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.widgets import Footer
+
+from simtui.model import Record
+from simtui.ui.screens.base import BackScreen
+from simtui.ui.widgets.jobs import one_line
+from simtui.ui.widgets.log import LogPane
+
+FULL_SCREEN_LINES = 100_000
+
+
+class LogScreen(BackScreen):
+    def __init__(self, record: Record) -> None:
+        super().__init__()
+        self.record = record
+
+    def compose(self) -> ComposeResult:
+        yield LogPane(max_lines=FULL_SCREEN_LINES, id="full-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        r = self.record
+        pane = self.query_one(LogPane)
+        pane.follow(r.label, f"Log · {r.label} · {r.host} · {one_line(r.command)}")
+        pane.focus()

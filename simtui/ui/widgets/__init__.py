@@ -1,0 +1,1 @@
+"""The dashboard's widgets: hosts panel, jobs table, log pane."""

@@ -1,0 +1,335 @@
+"""The dashboard under Pilot, against this machine and real sshd hosts: every key,
+live hosts, live logs, hosts going down."""
+
+from __future__ import annotations
+
+import pytest
+from uikit import until
+
+from simtui.config import load_config
+from simtui.model import HostState, JobSpec, JobState
+from simtui.store import Store
+from simtui.ui.app import SimtuiApp
+from simtui.ui.screens.confirm import ConfirmScreen, PromptScreen
+from simtui.ui.screens.help import HelpScreen
+from simtui.ui.screens.history import HistoryScreen
+from simtui.ui.screens.log import LogScreen
+from simtui.ui.screens.new_job import NewJobScreen
+from simtui.ui.screens.processes import ProcessesScreen
+from simtui.ui.screens.record import RecordScreen
+from simtui.ui.widgets.log import LogPane
+
+SIZE = (160, 48)
+HOSTS = ["local", "h0", "h1", "h2"]
+
+
+def quick(tmp_path, more: str = "") -> str:
+    """Fast sampling; this machine's jobs in the test's own folder."""
+    return f'[defaults]\ninterval = 0.3\nkill_grace = 2\ntimeout = 3\n{more}[local]\njobs_dir = "{tmp_path}/jobs"\n'
+
+
+@pytest.fixture
+def config_file(lab, tmp_path):
+    """This machine and the lab's three sshd hosts."""
+    path = tmp_path / "config.toml"
+    path.write_text(quick(tmp_path) + lab.config_toml())
+    return path
+
+
+def dashboard(path, **kwargs) -> SimtuiApp:
+    return SimtuiApp(load_config(str(path)), **kwargs)
+
+
+def toasts(app: SimtuiApp) -> list[str]:
+    """Every notification the app raises from now on."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def record(message, **kwargs):
+        seen.append(message)
+        return notify(message, **kwargs)
+
+    app.notify = record
+    return seen
+
+
+async def all_up(pilot, names=HOSTS) -> None:
+    hosts = pilot.app.hosts
+    await until(pilot, lambda: all(hosts[n].state is HostState.UP and hosts[n].sample for n in names),
+                what="every host up with a sample")
+
+
+async def submit(app: SimtuiApp, *argv: str, host: str = "local", **more) -> str:
+    """Start a job through the app's engine (as the form would) and show it."""
+    record = await app.engine.submit(JobSpec(argv=argv, host=host, **more))
+    app.refresh_jobs()
+    return record.label
+
+
+def state(app: SimtuiApp, label: str) -> JobState:
+    return app.store.get(label).state
+
+
+async def select(pilot, label: str) -> None:
+    jobs = pilot.app.dashboard.jobs
+    await until(pilot, lambda: label in jobs.records, what=f"{label} in the table")
+    jobs.select(label)
+    jobs.focus()
+    await until(pilot, lambda: jobs.label == label and pilot.app.dashboard.log_pane.label == label,
+                what=f"{label} selected")
+
+
+async def test_hosts_panel_shows_every_host_live_and_a_dead_one_as_down(lab, tmp_path):
+    path = tmp_path / "config.toml"
+    dead = lab.config_toml(hosts=[lab.hosts[0]]).replace('name = "h0"', 'name = "dead"').replace(
+        f"port = {lab.hosts[0].port}", "port = 1")
+    path.write_text(quick(tmp_path) + lab.config_toml() + dead)
+    app = dashboard(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await all_up(pilot)
+        await until(pilot, lambda: app.hosts["dead"].state is HostState.DOWN, what="dead down")
+        await until(pilot, lambda: len(app.hosts["h0"].cpu) >= 2, what="a second sample")
+        panel = app.dashboard.query_one("HostsPanel")
+        rows = {o.id: str(o.prompt) for o in (panel.get_option_at_index(i) for i in range(panel.option_count))}
+        for name in HOSTS:
+            assert rows[name].startswith(f"● {name}") and " up " in rows[name]
+            assert "CPU" in rows[name] and "load" in rows[name] and "mem" in rows[name] and "free" in rows[name]
+        assert "down" in rows["dead"] and "refused" in rows["dead"]
+        await pilot.press("n")  # the screen keeps working with a host down
+        assert isinstance(app.screen, NewJobScreen)
+
+
+async def test_n_opens_a_form_that_ranks_hosts_by_fit_and_launches_on_the_pick(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await all_up(pilot)
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, NewJobScreen)
+        picker = form.query_one("#picker")
+        assert picker.highlighted_option.id == "local"  # no needs: this machine, as `simtui run` does
+        form.query_one("#mem").value = "100T"
+        await until(pilot, lambda: form.placement.needs.mem == 100 * 1024**4, what="the needs")
+        assert form.placement.host is None and picker.highlighted is None
+        assert all("✗" in str(picker.get_option_at_index(i).prompt) for i in range(4))
+        form.query_one("#mem").value = "1M"
+        await until(pilot, lambda: form.placement.host is not None, what="a best fit")
+        assert picker.highlighted_option.id == picker.get_option_at_index(0).id == form.placement.host
+        assert "best fit" in str(picker.highlighted_option.prompt)
+        for i in range(4):
+            assert "✓" in str(picker.get_option_at_index(i).prompt)
+        picker.focus()
+        while picker.highlighted_option.id != "h1":
+            await pilot.press("down")
+        form.query_one("#command").value = r"""printf '\033]0;pwned\007\033[31mred\033[0m\a\033[2Jdone\n'"""
+        form.query_one("#tags").value = "ui, smoke"
+        form.query_one("#reason").value = "testing the form"
+        await pilot.press("ctrl+s")
+        assert not isinstance(app.screen, NewJobScreen)
+        record = await until(pilot, lambda: next(iter(app.store.find(limit=1)), None), what="the record")
+        assert record.host == "h1" and record.tags == ["ui", "smoke"] and record.reason == "testing the form"
+        assert record.needs == {"cpus": 0, "mem": 1024**2, "gpus": 0, "gpu_mem": 0, "disk": 0}
+        assert record.placement == f"h1: picked by hand ({form.placement.reasons['h1']})" or (
+            form.placement.host == "h1" and record.placement == form.placement.why)
+        pane = app.dashboard.log_pane
+        await until(pilot, lambda: any("done" in line for line in pane.lines), what="the job's output")
+        line = next(line for line in pane.lines if "done" in line)
+        assert line == "\x1b[31mred\x1b[0mdone"  # colour kept; title, bell and screen clear gone
+        await until(pilot, lambda: state(app, record.label) is JobState.SUCCEEDED, what="success")
+
+
+async def test_k_kills_after_asking_and_escape_keeps_it_running(config_file):
+    app = dashboard(config_file)
+    seen = toasts(app)
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "sleep", "60", host="h0")
+        await select(pilot, label)
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ConfirmScreen) and state(app, label) is JobState.RUNNING
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await until(pilot, lambda: app.dashboard.jobs.records[label].state is JobState.KILLED, what="killed")
+        await until(pilot, lambda: any(label in t and "killed" in t for t in seen), what="a toast")
+
+
+async def test_r_relaunches_on_another_host(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "echo", "again", host="h0", tags=("first",))
+        await select(pilot, label)
+        await pilot.press("r")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        confirm.query_one("#choice").value = "h2"
+        await pilot.press("y")
+        rerun = await until(pilot, lambda: next((r for r in app.store.find() if r.repeat_of == label), None),
+                            what="the new record")
+        assert rerun.host == "h2" and rerun.tags == ["first"] and rerun.label != label
+        await until(pilot, lambda: state(app, rerun.label) is JobState.SUCCEEDED, what="the rerun to end")
+        await until(pilot, lambda: app.dashboard.jobs.label == rerun.label, what="the rerun selected")
+
+
+async def test_enter_shows_the_record_and_l_the_whole_log(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "sh", "-c", "for i in 1 2 3; do echo line $i; done; printf 'no newline'", host="h2")
+        await until(pilot, lambda: state(app, label).finished, what="the job to end")
+        await select(pilot, label)
+        await pilot.press("enter")
+        assert isinstance(app.screen, RecordScreen)
+        text = await until(pilot, lambda: str(app.screen.query_one("#record-text").render()), what="the record")
+        assert f"Record {label}  succeeded (exit 0)" in text and "for i in 1 2 3" in text and "Events" in text
+        await pilot.press("escape", "l")
+        assert isinstance(app.screen, LogScreen)
+        pane = app.screen.query_one(LogPane)
+        await until(pilot, lambda: pane.lines[:4] == ["line 1", "line 2", "line 3", "no newline"], what="the log")
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+
+
+async def test_slash_filters_t_tags_and_h_searches_the_history(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        alpha = await submit(app, "echo", "alpha")
+        beta = await submit(app, "echo", "beta")
+        jobs = app.dashboard.jobs
+        await until(pilot, lambda: {alpha, beta} <= set(jobs.records), what="both jobs")
+        await pilot.press("slash", *"alpha")
+        assert jobs.row_count == 1 and jobs.label == alpha
+        await pilot.press("enter", "t")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"keep,best", "enter")
+        await until(pilot, lambda: app.store.get(alpha).tags == ["keep", "best"], what="the tags")
+        await until(pilot, lambda: "keep, best" in str(jobs.get_row(alpha)[3]), what="the tags shown")
+        await pilot.press("escape")
+        assert jobs.row_count == len(jobs.records) >= 2
+        await pilot.press("h")
+        history = app.screen
+        assert isinstance(history, HistoryScreen)
+        table = history.query_one("#history")
+        await until(pilot, lambda: table.row_count >= 2, what="the history")
+        await pilot.press("slash", *"beta")
+        await until(pilot, lambda: table.row_count == 1, what="the search")
+        await pilot.press("enter", "enter")
+        assert isinstance(app.screen, RecordScreen) and app.screen.label == beta
+
+
+@pytest.mark.parametrize("host", ["local", "h1"])
+async def test_p_lists_a_hosts_processes(config_file, lab, host):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await all_up(pilot, ["local", host])
+        label = await submit(app, "sleep", "30", host=host)
+        pid = app.store.get(label).pid
+        panel = app.dashboard.query_one("HostsPanel")
+        panel.focus()
+        panel.highlighted = HOSTS.index(host)
+        await pilot.press("p")
+        screen = app.screen
+        assert isinstance(screen, ProcessesScreen) and screen.host == host
+        table = screen.query_one("#processes")
+        await until(pilot, lambda: table.row_count > 0, what="the processes")
+        pids = {int(str(table.get_row_at(i)[0])) for i in range(table.row_count)}
+        assert pid in pids  # the job's wrapper, on its own host
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+        await app.engine.kill(label)
+
+
+async def test_question_mark_lists_the_keys_and_keys_remap_from_the_config(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(quick(tmp_path, '[keys]\nkill = "x"\nhistory = "H"\nnope = "z"\n'))
+    app = dashboard(path)
+    seen = toasts(app)
+    async with app.run_test(size=SIZE) as pilot:
+        assert any("unknown action nope" in t for t in seen)
+        label = await submit(app, "sleep", "30")
+        await select(pilot, label)
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        rows = {action: (key, does) for key, does, action in help_screen.keys}
+        assert rows["kill"][0] == "x" and rows["history"][0] == "H" and rows["new"][0] == "n"
+        assert set(rows) >= {"new", "kill", "relaunch", "record", "log", "filter", "tag", "history", "processes",
+                             "quit", "help"}
+        await pilot.press("escape", "k")
+        assert app.screen is app.dashboard  # k is free now
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: state(app, label) is JobState.KILLED, what="killed by x")
+        footer_keys = {b.binding.id: key for key, b in app.screen.active_bindings.items() if b.binding.id}
+        assert footer_keys["kill"] == "x"
+
+
+async def test_q_quits_and_jobs_keep_running(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "sleep", "30", host="h0")
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    store = Store.open()
+    try:
+        assert store.get(label).state is JobState.RUNNING
+    finally:
+        store.close()
+
+
+async def test_queued_jobs_start_while_the_dashboard_is_open(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        first = await submit(app, "sleep", "0.5", host="h1")
+        then = await submit(app, "echo", "after", host="h2", after=first)
+        assert state(app, then) is JobState.QUEUED
+        await until(pilot, lambda: state(app, then) is JobState.SUCCEEDED, what="the queued job")
+        assert app.store.get(then).started >= app.store.get(first).ended
+
+
+async def test_a_host_going_down_is_shown_and_toasted_never_fatal(make_lab, tmp_path):
+    lab = make_lab(1)
+    path = tmp_path / "config.toml"
+    path.write_text(quick(tmp_path) + lab.config_toml())
+    app = dashboard(path)
+    seen = toasts(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await all_up(pilot, ["local", "x0"])
+        lab.hosts[0].stop()
+        await until(pilot, lambda: app.hosts["x0"].state is HostState.DOWN, what="x0 down")
+        assert any(t.startswith("x0 is down") for t in seen)
+        await pilot.press("n", "escape")  # still answering keys
+        lab.hosts[0].start()
+        await until(pilot, lambda: app.hosts["x0"].state is HostState.UP, timeout=60, what="x0 back up")
+
+
+async def test_a_million_lines_do_not_stall_typing_and_memory_stays_bounded(config_file):
+    app = dashboard(config_file)
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "seq", "1", "1000000")
+        await select(pilot, label)
+        pane = app.dashboard.log_pane
+        await pilot.press("slash", *"seq 1 1000000")  # a filter that keeps the job shown
+        assert app.dashboard.query_one("#filter").value == "seq 1 1000000"
+        await until(pilot, lambda: pane.lines and "succeeded" in pane.lines[-1], timeout=120, what="the end")
+        lines = pane.lines
+        assert len(lines) == pane.max_lines
+        assert lines[-2] == "1000000" and lines[-3] == "999999"
+        assert pane.position == len("".join(f"{i}\n" for i in range(1, 1000001)))
+
+
+async def test_log_pane_cleans_lines_and_cuts_runaway_ones(config_file):
+    app = dashboard(config_file, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.dashboard.log_pane
+        pane.feed(b"plain\n\x1b[1;32mgreen\x1b[0m\n\x1b]8;;http://x\x07link\x1b]8;;\x07\n")
+        pane.feed(b"\x1b[5Acursor\x1b[?25l\n10%\r50%\r100%\n\xff\xfebad utf8\nsplit ")
+        pane.feed(b"line\n" + b"x" * 40000)
+        await pilot.pause()
+        assert pane.lines == ["plain", "\x1b[1;32mgreen\x1b[0m", "link", "cursor", "100%", "\ufffd\ufffdbad utf8",
+                              "split line", "x" * 40000]
+        pane.feed(b"".join(b"%d\n" % i for i in range(3 * pane.max_lines)))
+        assert len(pane.lines) == pane.max_lines and pane.lines[-1] == str(3 * pane.max_lines - 1)
+        await pilot.pause()
+        assert pane.scroll_offset.y == pane.max_scroll_y > 0  # following the end
