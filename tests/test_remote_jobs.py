@@ -63,14 +63,18 @@ async def test_follow_resumes_from_an_offset(host):
     assert tail == b"456789"
 
 
-async def test_kill_terms_the_group_and_keeps_the_jobs_own_exit(host):
+@pytest.mark.parametrize("trap,grace,exit_code", [
+    ("'echo bye; exit 5'", 5, 5),  # TERM ends it; the job's own exit code is kept
+    ("''", 0.3, 137),  # TERM ignored: KILL after the grace period
+], ids=["term", "kill-after-grace"])
+async def test_kill_ends_the_whole_group(host, trap, grace, exit_code):
     label = new_label()
-    script = "trap 'echo bye; exit 5' TERM; echo ready; while :; do sleep 0.05; done"
+    script = f"trap {trap} TERM; echo ready; while :; do sleep 0.05; done"
     pid = await jobs.launch(host, host.spec.jobs_dir, label, ["sh", "-c", script])
     await wait_until(lambda: _logged(host, label))
-    await jobs.kill(host, host.spec.jobs_dir, label, grace=5)
+    await jobs.kill(host, host.spec.jobs_dir, label, grace=grace)
     job = await finished(host, label)
-    assert job.exit_code == 5
+    assert job.exit_code == exit_code
     assert await running(host, pid) == []
 
 
@@ -82,17 +86,6 @@ async def running(host, session: int) -> list[str]:
 
 async def _logged(host, label) -> bool:
     return (await jobs.status(host, host.spec.jobs_dir, [label]))[label].log_size > 0
-
-
-async def test_kill_uses_kill_after_the_grace_period(host):
-    label = new_label()
-    script = "trap '' TERM; echo ready; while :; do sleep 0.05; done"
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["sh", "-c", script])
-    await wait_until(lambda: _logged(host, label))
-    await jobs.kill(host, host.spec.jobs_dir, label, grace=0.3)
-    job = await finished(host, label)
-    assert job.exit_code == 137
-    assert await running(host, pid) == []
 
 
 async def test_a_job_killed_behind_our_back_is_vanished(host):

@@ -125,8 +125,11 @@ class Engine:
         limit = self.config.host(host).max_jobs
         if limit is None:
             return True
-        running = sum(len(list(self.store.find(host=host, state=s, limit=None))) for s in ACTIVE)
-        return running < limit
+        return len(self.active(host)) < limit
+
+    def active(self, host: str | None = None) -> list[Record]:
+        """Records of jobs starting or running (on ``host``, if given)."""
+        return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)]
 
     async def start(self, record: Record) -> Record:
         """Launch a queued job on its host; a host that cannot be reached fails it."""
@@ -170,9 +173,8 @@ class Engine:
 
     async def _reconcile(self, host: Host) -> list[Record]:
         by_dir: dict[str, list[Record]] = {}
-        for state in ACTIVE:
-            for record in self.store.find(host=host.name, state=state, limit=None):
-                by_dir.setdefault(record.jobs_dir, []).append(record)
+        for record in self.active(host.name):
+            by_dir.setdefault(record.jobs_dir, []).append(record)
         settled = []
         for jobs_dir, records in by_dir.items():
             found = await remote.status(host, jobs_dir, [r.label for r in records])

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import signal
 
-from simtui.engine.jobs import ACTIVE, Engine
+from simtui.engine.jobs import Engine
 from simtui.errors import HostError
 from simtui.model import HostState, JobState
 
 
 async def watch_once(engine: Engine, followers: dict[str, asyncio.Task]) -> None:
     await engine.schedule()
-    active = [r for s in ACTIVE for r in engine.store.find(state=s, limit=None)]
+    active = engine.active()
     for host in sorted({r.host for r in active}):
         try:
             await engine.reconcile(host)
