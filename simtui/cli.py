@@ -372,11 +372,17 @@ class TerminalWriter:
         self.out.flush()
 
 
-def launch(obj: Obj, submit: Callable[[Engine], Awaitable[Record]], follow: bool, as_json: bool) -> None:
-    """Submit a job, print its label, and with ``follow`` stream its log to the end."""
+def launch(obj: Obj, submit: Callable[[Engine], Awaitable[Record]], follow: bool, as_json: bool,
+           progress: ProgressLine | None = None) -> None:
+    """Submit a job, print its label, and with ``follow`` stream its log to the end.
+    A job that did not start exits 3 (2 for what the user can fix) with one line."""
 
     async def work(engine: Engine) -> Record:
-        record = await submit(engine)
+        try:
+            record = await submit(engine)
+        finally:
+            if progress is not None:
+                progress.close()
         if not as_json:
             click.echo(record.label)
         if follow:
@@ -432,38 +438,27 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     record's git provenance is this checkout's at sync time, plus the synced
     tree's sha256.
     """
-    from simtui.params import load_params, parse_param_args
     from simtui.engine.placement import parse_needs
+    from simtui.params import load_params, params_format, parse_param_args
 
     needs = parse_needs(cpus, mem, gpus, gpu_mem, disk)
     if host and not needs.is_empty():
         raise UsageError("give --host or needs (--cpus, --mem, ...), not both")
+    if sync_first and workdir:
+        raise UsageError("give --sync or --workdir, not both: a synced job runs in its own copy of the project")
     params = load_params(params_file) if params_file else {}
     params.update(parse_param_args(param_args))
+    project_root = None
+    if sync_first:
+        from simtui.engine.project import find_project
+
+        project_root = str(find_project().root)
     spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
                    params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
-                   require_clean=require_clean)
-    if not sync_first:
-        launch(obj, lambda engine: engine.submit(spec), follow, as_json)
-        return
-    if workdir:
-        raise UsageError("give --sync or --workdir, not both: a synced job runs in the project's folder")
-    from simtui.engine.project import find_project
-    from simtui.engine.sync import synced_spec
-
-    project = find_project()
+                   require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
+                   sync=sync_first, project_root=project_root)
     progress = ProgressLine("sync", forced=False)
-
-    def submit(engine: Engine) -> Awaitable[Record]:
-        async def prepare(host_name: str, spec: JobSpec) -> JobSpec:
-            try:
-                return await synced_spec(await engine.host(host_name), project, spec, progress)
-            finally:
-                progress.close()
-
-        return engine.submit(spec, prepare=prepare)
-
-    launch(obj, submit, follow, as_json)
+    launch(obj, lambda engine: engine.submit(spec, progress=progress), follow, as_json, progress)
 
 
 @main.command()
@@ -491,9 +486,20 @@ def log(obj: Obj, label: str, follow: bool) -> None:
 @json_option
 @pass_obj
 def kill(obj: Obj, label: str, as_json: bool) -> None:
-    """Stop a job: TERM to its process group, KILL after the grace period (config kill_grace)."""
+    """Stop a job: TERM to its process group, KILL after the grace period (config kill_grace).
+
+    A queued or starting job is cancelled. Only the job's own processes get a
+    signal (its recorded pid and that pid's start time); a job that had already
+    ended keeps its outcome, and says so.
+    """
     record = with_engine(obj, lambda engine: engine.kill(label))
-    echo_json(record.to_dict()) if as_json else click.echo(f"{record.label} {record.state.value}")
+    if as_json:
+        echo_json(record.to_dict())
+    elif record.state is JobState.KILLED:
+        click.echo(f"{record.label} {record.state.value}")
+    else:
+        detail = f" ({record.log_tail})" if record.log_tail and record.state is not JobState.SUCCEEDED else ""
+        click.echo(f"{record.label} already {record.state.value}{detail}; nothing to kill")
 
 
 @main.command()
@@ -503,8 +509,91 @@ def kill(obj: Obj, label: str, as_json: bool) -> None:
 @json_option
 @pass_obj
 def rerun(obj: Obj, label: str, host: str | None, follow: bool, as_json: bool) -> None:
-    """Run a record's job again: same command and parameters, new label, repeat_of set."""
-    launch(obj, lambda engine: engine.rerun(label, host), follow, as_json)
+    """Run a record's job again: same command and parameters, new label, repeat_of set.
+
+    A synced run gets exactly the code tree it ran (kept in $SIMTUI_HOME/trees),
+    on its host or another, whatever the checkout holds now.
+    """
+    progress = ProgressLine("send", forced=False)
+    launch(obj, lambda engine: engine.rerun(label, host, progress=progress), follow, as_json, progress)
+
+
+@main.command()
+@click.argument("label")
+@click.option("--host", "-H", metavar="HOST", help="Reproduce it here (default: as before).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not stream the rerun's log.")
+@json_option
+@pass_obj
+def reproduce(obj: Obj, label: str, host: str | None, quiet: bool, as_json: bool) -> None:
+    """Rerun a record's job (same code tree, parameters and command), wait for it,
+    and compare each output's sha256 with the original's.
+
+    Prints `reproduced: N/N outputs identical`, or each file that differs and what
+    differs between the two records. The verdict is kept in the new record.
+    Exits 0 when reproduced, 1 when not.
+    """
+    from simtui.recordfmt import diff_text
+    from simtui.store.diff import diff_records
+
+    writer = None if quiet or as_json else TerminalWriter()
+    progress = ProgressLine("send", forced=False)
+
+    async def work(engine: Engine) -> tuple[Record, dict[str, Any], str]:
+        try:
+            rerun, verdict = await engine.reproduce(label, host, writer, progress)
+        finally:
+            progress.close()
+        if writer:
+            writer.close()
+        diff = diff_records(engine.store.get(label), rerun)
+        return rerun, verdict, diff_text({k: v for k, v in diff.items() if k != "outputs"})
+
+    rerun, verdict, differences = with_engine(obj, work)
+    if as_json:
+        echo_json({**verdict, "label": rerun.label})
+    else:
+        click.echo(f"{rerun.label}: rerun of {verdict['of']} {verdict['rerun_state']}")
+        if verdict["reproduced"]:
+            click.echo(f"reproduced: {verdict['identical']}/{verdict['outputs']} outputs identical")
+        else:
+            click.echo(f"not reproduced: {verdict['identical']}/{verdict['outputs']} outputs identical")
+            for item in verdict["differ"]:
+                click.echo(f"  {sanitize(item['path'])}: {item['why']}")
+            click.echo(differences)
+    if not verdict["reproduced"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("label")
+@click.option("--pull", "pull_to", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Fetch them into DIR (one stream) and check each sha256 against the record.")
+@json_option
+@pass_obj
+def outputs(obj: Obj, label: str, pull_to: Path | None, as_json: bool) -> None:
+    """The files a run made (as its record lists them: size, sha256) and whether
+    each is still on its host unchanged; with --pull, fetched here and checked.
+
+    Exits 1 when a pulled file is missing or no longer matches the record.
+    """
+    from simtui.units import format_size
+
+    record, found = with_engine(obj, lambda engine: engine.outputs(label, pull_to))
+    if as_json:
+        echo_json([o.to_dict() for o in found])
+    elif not found:
+        click.echo(f"{record.label} has no outputs recorded")
+    else:
+        rows = [(sanitize(o.path), format_size(o.size), (o.sha256 or "")[:12], o.state) for o in found]
+        click.echo(table(["path", "size", "sha256", "state" if pull_to is None else "pulled"], rows))
+    bad = [o.path for o in found if o.state != "unchanged"]
+    if pull_to is not None:
+        if bad:
+            click.echo(f"simtui: {len(bad)} of {len(found)} outputs do not match the record: "
+                       f"{', '.join(sanitize(p) for p in bad[:10])}", err=True)
+            sys.exit(1)
+        if not as_json:
+            click.echo(f"pulled {len(found)} outputs of {record.label} into {pull_to}, each sha256 as recorded")
 
 
 @main.command()

@@ -78,6 +78,16 @@ class CommandFailed(SimtuiError):
         super().__init__(f"{host}: `{command}` exited {exit_status}: {last}")
 
 
+class LaunchError(SimtuiError):
+    """A recorded job did not start (its record says failed, and why); the exit code
+    is its cause's: 3 when the host could not be reached, 2 for what the user can fix."""
+
+    def __init__(self, label: str, cause: SimtuiError) -> None:
+        self.label, self.cause = label, cause
+        self.exit_code = cause.exit_code if isinstance(cause, (HostError, UsageError)) else HostError.exit_code
+        super().__init__(f"{label} did not start: {cause}")
+
+
 class UnknownLabel(UsageError):
     """No record has this label or label prefix (exit 2)."""
 

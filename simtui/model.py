@@ -256,6 +256,24 @@ class JobSpec:
     project: str | None = None  # the synced project it runs in (simtui run --sync)
     git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
     venv: str | None = None  # a virtual environment on the host, first on the job's PATH
+    params_file: str | None = None  # the --params file as given: an argument naming it gets the merged file
+    params_format: str | None = None  # json, toml or yaml: the merged file's format (json for -p alone)
+    params_target: str | None = None  # the params file inside a synced tree (relative): the merged one replaces it
+    sync: bool = False  # sync the project at ``project_root`` first; run in a copy of the synced tree
+    project_root: str | None = None  # the local checkout a synced run came from
+    tree: str | None = None  # sha256 of the exact tree to run (kept in $SIMTUI_HOME/trees)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """The inverse of to_dict (a record's ``spec``); keys it does not know are ignored."""
+        values = _known_fields(cls, data)
+        for name in ("argv", "tags", "inputs"):
+            values[name] = tuple(values.get(name) or ())
+        values["needs"] = Needs(**_known_fields(Needs, values.get("needs") or {}))
+        return cls(**values)
 
 
 @dataclass
@@ -298,6 +316,13 @@ class Record:
     needs: dict[str, Any] | None = None  # what it asked of a host (placement when queued)
     outputs_dir: str | None = None  # where the wrapper looks for outputs (default: the workdir)
     venv: str | None = None  # the virtual environment it ran in, on its host
+    spec: dict[str, Any] | None = None  # the JobSpec it was launched from, whole: rerun starts from it
+    run_dir: str | None = None  # the run's own folder on its host (absolute): $SIMTUI_RUN_DIR
+    outputs_root: str | None = None  # where its outputs were looked for (absolute); output paths are under it
+    params_file: dict[str, Any] | None = None  # the merged parameters file: path on the host, format, sha256
+    pid_start: int | None = None  # the start time of ``pid`` (/proc/PID/stat field 22): kill checks both
+    client: str | None = None  # the simtui process starting it ("pid:create_time"), while it is starting
+    reproduction: dict[str, Any] | None = None  # reproduce: how this run's outputs compare with the original's
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

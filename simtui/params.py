@@ -1,4 +1,5 @@
-"""Run parameters from a file (JSON, TOML, YAML) or ``key=value`` arguments."""
+"""Run parameters from a file (JSON, TOML, YAML) or ``key=value`` arguments, and
+the merged parameters written back in the file's format for the job to read."""
 
 from __future__ import annotations
 
@@ -65,6 +66,28 @@ def _yaml(path: Path, text: str) -> Any:
 
 
 _LOADERS = {".json": _json, ".toml": _toml, ".yaml": _yaml, ".yml": _yaml}
+FORMATS = {".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
+
+
+def params_format(path: str | Path | None) -> str:
+    """The format of a parameters file by its suffix; json without a file."""
+    return FORMATS.get(Path(path).suffix.lower(), "json") if path else "json"
+
+
+def dump_params(params: dict[str, Any], fmt: str) -> str:
+    """The parameters as the text of a ``fmt`` file (json, toml or yaml): what the job reads."""
+    if fmt == "toml":
+        import tomli_w
+
+        try:
+            return tomli_w.dumps(params)
+        except TypeError as err:  # TOML has no null, and no non-string keys
+            raise UsageError(f"parameters cannot be written as TOML ({err}); give a JSON or YAML file") from None
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(params, sort_keys=False, allow_unicode=True)
+    return json.dumps(params, indent=2, ensure_ascii=False) + "\n"
 
 
 def parse_param_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:

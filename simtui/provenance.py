@@ -10,6 +10,7 @@ stay stdlib-only, import nothing from simtui, and run on Python 3.8.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mimetypes
@@ -17,8 +18,10 @@ import os
 import platform
 import secrets
 import socket
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +174,22 @@ def _os_release() -> str | None:
 # -- files and labels ---------------------------------------------------------------
 
 
-def hash_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
+def hash_file(path: str | Path, deadline: float | None = None) -> str | None:
+    """sha256 hex digest of a file, read in 1 MiB chunks; None when
+    ``time.monotonic()`` reaches ``deadline`` (if given) before the end."""
     with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _digest(file, deadline)
+
+
+def _digest(file: Any, deadline: float | None) -> str | None:
+    digest = hashlib.sha256()
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        chunk = file.read(1 << 20)
+        if not chunk:
+            return digest.hexdigest()
+        digest.update(chunk)
 
 
 def file_info(path: str | Path) -> dict[str, Any]:
@@ -207,6 +219,7 @@ def make_label(launch_content: dict[str, Any], nonce: str | None = None) -> str:
 MAX_OUTPUTS = 1000  # files listed per run; past that the list says how many it left out
 MAX_WALK = 100_000  # directory entries looked at when searching for outputs
 MAX_HASHED = 2 << 30  # bytes hashed per run; larger outputs are listed without a hash
+MAX_SECONDS = 60.0  # time spent looking for and hashing outputs
 SKIPPED_DIRS = ("__pycache__", "node_modules")  # and every hidden folder (.git, .venv, ...)
 
 
@@ -242,39 +255,80 @@ def _input_info(workdir: str, path: str) -> dict[str, Any]:
         return {"path": path, "error": err.strerror}
 
 
-def outputs(root: str, since: float) -> list[dict[str, Any]]:
-    """Files under ``root`` created or changed at or after ``since`` (unix time),
-    hidden folders skipped. Capped: see MAX_OUTPUTS, MAX_WALK and MAX_HASHED; a
-    last entry with ``path`` None says what the caps left out."""
+def outputs(root: str, since_ns: int, deadline_s: float = MAX_SECONDS) -> list[dict[str, Any]]:
+    """Regular files under ``root`` changed at or after ``since_ns`` (st_mtime_ns),
+    hidden folders skipped; symlinks, FIFOs, sockets and devices are never opened.
+    Capped: see MAX_OUTPUTS, MAX_WALK, MAX_HASHED and ``deadline_s``; entries with
+    ``path`` None say what the caps left out, one per cap."""
+    deadline = time.monotonic() + deadline_s
     found: list[dict[str, Any]] = []
     seen = hashed = left_out = 0
-    for folder, dirs, files in os.walk(root):
+    out_of_time = False
+    for folder, dirs, files in os.walk(root):  # never follows symlinked folders
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
+            if time.monotonic() >= deadline:
+                out_of_time = True
+                break
             seen += 1
             path = os.path.join(folder, name)
             try:
-                stat = os.stat(path)
+                info = os.lstat(path)
             except OSError:
                 continue
-            if stat.st_mtime < since:
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns < since_ns:
                 continue
             if len(found) >= MAX_OUTPUTS:
                 left_out += 1
                 continue
-            relative = os.path.relpath(path, root)
-            if hashed + stat.st_size > MAX_HASHED:
-                found.append({"path": relative, "size": stat.st_size, "sha256": None,
-                              "media_type": mimetypes.guess_type(name)[0], "note": "not hashed: over the cap"})
-                continue
-            hashed += stat.st_size
-            found.append({**file_info(path), "path": relative})
+            entry: dict[str, Any] = {"path": os.path.relpath(path, root), "size": info.st_size,
+                                     "sha256": None, "media_type": mimetypes.guess_type(name)[0]}
+            if hashed + info.st_size > MAX_HASHED:
+                entry["note"] = "not hashed: over the cap"
+            else:
+                hashed += info.st_size
+                try:
+                    entry["sha256"] = _hash_regular(path, info, deadline)
+                except FileNotFoundError:
+                    continue  # gone since the lstat
+                except _NotRegular:
+                    continue  # replaced by something else since the lstat
+                except OSError as err:
+                    entry["error"] = err.strerror or str(err)
+                else:
+                    if entry["sha256"] is None:
+                        entry["note"] = "not hashed: out of time"
+            found.append(entry)
+        if out_of_time or time.monotonic() >= deadline:
+            found.append({"path": None, "note": f"stopped looking after {deadline_s:g} s"})
+            break
         if seen > MAX_WALK:
             found.append({"path": None, "note": f"stopped looking after {MAX_WALK} files"})
             break
     if left_out:
         found.append({"path": None, "note": f"{left_out} more changed files not listed (cap {MAX_OUTPUTS})"})
     return found
+
+
+class _NotRegular(OSError):
+    pass
+
+
+def _hash_regular(path: str, info: os.stat_result, deadline: float) -> str | None:
+    """hash_file for a file that lstat found regular, opened so that a swap since
+    (to a symlink, a FIFO, another file) cannot follow a link or block."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # now a symlink
+            raise _NotRegular(err.errno, err.strerror) from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise _NotRegular("not the file found")
+        return _digest(file, deadline)
 
 
 def _session_usage(sid: int, skip: int) -> tuple[set[int], int]:
@@ -333,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     if command == "start":  # WORKDIR COUNT ARG...: the first COUNT args are the inputs
         result: Any = start_capture(rest[0], rest[2 : 2 + int(rest[1])])
     elif command == "end":
-        result = {"outputs": outputs(rest[0], os.stat(rest[1]).st_mtime)}
+        result = {"outputs": outputs(rest[0], os.stat(rest[1]).st_mtime_ns)}
     elif command == "git":
         result = git_info(rest[0])
     elif command == "monitor":

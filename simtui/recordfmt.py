@@ -31,7 +31,8 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
     r = record
     outcome = r.state.value + (f" (exit {r.exit_code})" if r.exit_code is not None else "")
     summary = [
-        ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("project", r.project), ("venv", r.venv),
+        ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("run folder", r.run_dir),
+        ("project", r.project), ("venv", r.venv),
         ("created", when(r.created)), ("started", when(r.started)), ("ended", when(r.ended)),
         ("duration", duration(r.duration)), ("tags", ", ".join(r.tags)), ("reason", r.reason),
         ("notes", r.notes), ("repeat of", r.repeat_of), ("waits for", r.after), ("placement", r.placement),
@@ -46,7 +47,7 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
     packages = env.get("packages")
     sections = [
         (f"Record {r.label}  {outcome}", _pairs(summary)),
-        ("Parameters", _pairs((k, _value(v)) for k, v in flatten(r.params).items())),
+        ("Parameters", _pairs([*((k, _value(v)) for k, v in flatten(r.params).items()), *_params_file(r)])),
         ("Git", _pairs([("remote", git.get("remote")), ("branch", git.get("branch")), ("commit", commit),
                         ("untracked", ", ".join(git.get("untracked") or [])),
                         ("synced tree", git.get("tree_sha256"))])),
@@ -61,6 +62,7 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         ])),
         ("Inputs", _files(r.inputs)),
         ("Outputs", _files(r.outputs)),
+        ("Reproduction", _pairs(_reproduction(r.reproduction))),
         ("Events", _indent(table(["time", "kind", "detail"], [(when(e.time), e.kind, e.detail) for e in events]))
          if events else []),
         ("Log (last lines)", _indent(r.log_tail.rstrip("\n")) if r.log_tail else []),
@@ -89,6 +91,24 @@ def diff_text(diff: dict[str, Any]) -> str:
     ]
     body = _sections(sections)
     return f"{head}\n\n{body}" if body else f"{head}\nno differences"
+
+
+def _params_file(r: Record) -> list[tuple[str, Any]]:
+    """Where the job read its merged parameters, and that file's sha256."""
+    info = r.params_file or {}
+    if not info:
+        return []
+    return [("(file)", info.get("path") or info.get("given")),
+            ("(sha256)", (info.get("sha256") or "")[:HASH_WIDTH] + f" {info.get('format', '')}")]
+
+
+def _reproduction(verdict: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if not verdict:
+        return []
+    outcome = "reproduced" if verdict.get("reproduced") else "not reproduced"
+    pairs = [("of", verdict.get("of")),
+             ("outcome", f"{outcome}: {verdict.get('identical')}/{verdict.get('outputs')} outputs identical")]
+    return pairs + [(item["path"], item["why"]) for item in verdict.get("differ", [])]
 
 
 # -- small pieces ------------------------------------------------------------------

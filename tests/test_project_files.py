@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import http.server
 import os
 import signal
+import socket
 import stat
+import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 
@@ -161,18 +165,55 @@ def test_env_without_requirements_is_a_usage_error(cli):
 # -- the notebook ------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def sigint_ignored():
+    """SIGINT ignored here, as in a test run started in the background by a script
+    (`pytest &`: a shell without job control makes its background commands ignore
+    SIGINT, and every process they start inherits that)."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def ctrl_c_as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT's default disposition, which a terminal's
+    foreground command has. One inherited ignored stays ignored (Python then never
+    raises KeyboardInterrupt, nor asyncio cancels on it), so SIGINT would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_notebook_server_is_reached_through_a_forwarded_port_and_ends_on_ctrl_c(lab, project, cli):
     cli("push", str(project.root / "README"), "hello.txt", "--host", "h0")
-    server = popen("notebook", "--host", "h0", "--port", "0", "--command",
-                   "python3 -m http.server {port} --bind 127.0.0.1", config=lab.config, cwd=project.root)
+    with sigint_ignored():  # however this run was started: the case that once hung
+        server = popen("notebook", "--host", "h0", "--port", "0", "--command",
+                       "python3 -m http.server {port} --bind 127.0.0.1", config=lab.config, cwd=project.root,
+                       preexec_fn=ctrl_c_as_from_a_terminal)
+    idle = None
     try:
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), server.stderr.read() if not url else url
+        # A client still connected through the forward (half a request sent) holds nothing up.
+        # Made before the page's, its channel is opened first.
+        idle = socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(url).port), timeout=10)
+        idle.sendall(b"GET / HTTP/1.1\r\n")
         with urllib.request.urlopen(url, timeout=10) as page:
             assert "hello.txt" in page.read().decode()
     finally:
         server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=60)
+        try:
+            _, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # leave neither it nor its server on the host running
+            server.kill()
+            server.communicate()
+            for record in simtui_json("list", "--tag", "notebook", config=lab.config):
+                if record["state"] in ("starting", "running"):
+                    simtui("kill", record["label"], config=lab.config)
+            raise
+        finally:
+            if idle is not None:
+                idle.close()
     assert server.returncode == 0 and "notebook stopped" in err
     (record,) = simtui_json("list", "--tag", "notebook", config=lab.config)
     assert record["state"] == "killed" and record["workdir"] == f"~/simtui/projects/{project.name}"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import mimetypes
+import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,3 +159,108 @@ def test_labels_are_twelve_hex_chars_distinct_per_launch():
     assert len(first) == 12 and int(first, 16) >= 0
     assert first != second
     assert provenance.make_label(launch, nonce="n") == provenance.make_label(dict(reversed(launch.items())), nonce="n")
+
+
+# -- outputs: what a job made, scanned on the host ----------------------------------------
+
+SINCE_NS = 1_700_000_000 * 10**9
+
+
+def _touch(path, data: bytes, mtime_ns: int):
+    path.write_bytes(data)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def _scan(root, since_file) -> list:
+    """``provenance.py end`` in a subprocess, so that a hang fails instead of blocking."""
+    done = subprocess.run([sys.executable, provenance.__file__, "end", str(root), str(since_file)],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout)["outputs"]
+
+
+def test_outputs_lists_new_regular_files_only_and_never_opens_the_rest(tmp_path):
+    root, outside = tmp_path / "work", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    since_file = tmp_path / "pid"
+    _touch(since_file, b"1\n", SINCE_NS)
+    _touch(root / "at_since.csv", b"a,b\n", SINCE_NS)
+    (root / "sub").mkdir()
+    _touch(root / "sub" / "model.bin", b"\0" * 3_000_000, SINCE_NS + 5)
+    _touch(root / "old.txt", b"old", SINCE_NS - 1)  # one nanosecond too early
+    os.mkfifo(root / "pipe")  # opening it to hash would block for ever
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        os.chdir(root)  # a short relative path: AF_UNIX paths are limited to ~108 bytes
+        server.bind("sock")
+    finally:
+        os.chdir(tmp_path)
+    _touch(outside / "secret.txt", b"not an output", SINCE_NS + 9)
+    os.symlink(outside / "secret.txt", root / "link.txt")
+    os.symlink(outside, root / "linked_dir")  # a symlinked folder is not walked
+    for special in ("pipe", "sock", "link.txt", "linked_dir"):
+        os.utime(root / special, ns=(SINCE_NS + 1, SINCE_NS + 1), follow_symlinks=False)
+    try:
+        found = _scan(root, since_file)
+    finally:
+        server.close()
+    assert found == [
+        {"path": "at_since.csv", "size": 4, "sha256": hashlib.sha256(b"a,b\n").hexdigest(), "media_type": "text/csv"},
+        {"path": os.path.join("sub", "model.bin"), "size": 3_000_000,
+         "sha256": hashlib.sha256(b"\0" * 3_000_000).hexdigest(), "media_type": mimetypes.guess_type("model.bin")[0]},
+    ]
+
+
+def test_outputs_stops_when_its_time_is_up(tmp_path):
+    _touch(tmp_path / "new.txt", b"new", SINCE_NS)
+    assert provenance.outputs(str(tmp_path), SINCE_NS, deadline_s=0) == [
+        {"path": None, "note": "stopped looking after 0 s"}
+    ]
+    assert provenance.outputs(str(tmp_path), SINCE_NS)[0]["path"] == "new.txt"
+    assert provenance.MAX_SECONDS == 60.0
+
+
+def test_hashing_stops_at_its_deadline(tmp_path):
+    data = b"x" * (3 << 20)
+    _touch(tmp_path / "big", data, SINCE_NS)
+    assert provenance.hash_file(tmp_path / "big", deadline=time.monotonic()) is None
+    assert provenance.hash_file(tmp_path / "big", deadline=time.monotonic() + 60) == hashlib.sha256(data).hexdigest()
+
+
+def test_outputs_keeps_its_count_and_size_caps(tmp_path, monkeypatch):
+    for i in range(5):
+        _touch(tmp_path / f"f{i}.txt", b"x" * 10, SINCE_NS)
+    monkeypatch.setattr(provenance, "MAX_OUTPUTS", 3)
+    monkeypatch.setattr(provenance, "MAX_HASHED", 25)
+    found = provenance.outputs(str(tmp_path), SINCE_NS)
+    assert [entry["path"] for entry in found] == ["f0.txt", "f1.txt", "f2.txt", None]
+    assert found[1]["sha256"] == hashlib.sha256(b"x" * 10).hexdigest()
+    assert found[2]["sha256"] is None and found[2]["note"] == "not hashed: over the cap"
+    assert found[3] == {"path": None, "note": "2 more changed files not listed (cap 3)"}
+
+
+def test_outputs_skips_hidden_and_tool_folders(tmp_path, monkeypatch):
+    for folder in (".git", "__pycache__", "node_modules", "keep"):
+        (tmp_path / folder).mkdir()
+        _touch(tmp_path / folder / "x.txt", b"x", SINCE_NS)
+    assert [entry["path"] for entry in provenance.outputs(str(tmp_path), SINCE_NS)] == [os.path.join("keep", "x.txt")]
+    monkeypatch.setattr(provenance, "MAX_WALK", 0)
+    assert provenance.outputs(str(tmp_path), SINCE_NS)[-1] == {"path": None, "note": "stopped looking after 0 files"}
+
+
+def test_outputs_skips_a_file_that_vanishes_and_reports_one_it_cannot_read(tmp_path, monkeypatch):
+    _touch(tmp_path / "gone.txt", b"a", SINCE_NS)
+    _touch(tmp_path / "locked.txt", b"b", SINCE_NS)
+    real_open = os.open
+
+    def racing_open(path, flags, *args):
+        if path.endswith("gone.txt"):
+            os.unlink(path)  # removed between the lstat and the open
+        if path.endswith("locked.txt"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(provenance.os, "open", racing_open)
+    assert provenance.outputs(str(tmp_path), SINCE_NS) == [
+        {"path": "locked.txt", "size": 1, "sha256": None, "media_type": "text/plain", "error": "Permission denied"}
+    ]

@@ -47,7 +47,7 @@ async def finished(host, label):
 async def test_argv_reaches_the_job_exactly_and_exit_code_is_kept(host):
     label = new_label()
     script = "import json, sys; print(json.dumps(sys.argv[1:])); sys.exit(3)"
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["python3", "-c", script, *TRICKY])
+    pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["python3", "-c", script, *TRICKY])).pid
     assert pid > 1
     log = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid)])
     assert json.loads(log) == TRICKY
@@ -57,7 +57,7 @@ async def test_argv_reaches_the_job_exactly_and_exit_code_is_kept(host):
 
 async def test_follow_resumes_from_an_offset(host):
     label = new_label()
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["printf", "0123456789"])
+    pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["printf", "0123456789"])).pid
     await finished(host, label)
     tail = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid, offset=4)])
     assert tail == b"456789"
@@ -70,7 +70,7 @@ async def test_follow_resumes_from_an_offset(host):
 async def test_kill_ends_the_whole_group(host, trap, grace, exit_code):
     label = new_label()
     script = f"trap {trap} TERM; echo ready; while :; do sleep 0.05; done"
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["sh", "-c", script])
+    pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["sh", "-c", script])).pid
     await wait_until(lambda: _logged(host, label))
     await jobs.kill(host, host.spec.jobs_dir, label, grace=grace)
     job = await finished(host, label)
@@ -90,7 +90,7 @@ async def _logged(host, label) -> bool:
 
 async def test_a_job_killed_behind_our_back_is_vanished(host):
     label = new_label()
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["sleep", "60"])
+    pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["sleep", "60"])).pid
     await host.check(["sh", "-c", f"kill -s KILL -- -{pid}"])  # no trap can write an exit file
     job = await finished(host, label)
     assert job.vanished and job.exit_code is None
@@ -99,7 +99,7 @@ async def test_a_job_killed_behind_our_back_is_vanished(host):
 async def test_the_job_runs_in_its_workdir_away_from_the_jobs_dir(host, tmp_path):
     label = new_label()
     workdir = "/tmp" if host.spec.kind.value == "ssh" else str(tmp_path)
-    pid = await jobs.launch(host, host.spec.jobs_dir, label, ["pwd"], workdir=workdir)
+    pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["pwd"], workdir=workdir)).pid
     log = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid)])
     assert log.decode().strip() == workdir
     assert (await finished(host, label)).exit_code == 0

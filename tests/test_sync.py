@@ -112,16 +112,19 @@ def test_sync_command_reports_what_crossed(lab, project):
     assert simtui("sync", config=lab.config, cwd=project.root).returncode == 2  # which host?
 
 
-def test_run_sync_runs_in_the_synced_tree_and_records_where_the_code_came_from(lab, project):
-    write(project.root, {"script.py": "import os; print('ran in', os.path.basename(os.getcwd()))\n"})
+def test_run_sync_runs_in_a_copy_of_the_synced_tree_and_records_where_the_code_came_from(lab, project):
+    write(project.root, {"script.py": "import os; print('ran in', os.getcwd())\n"})
     proc = simtui("run", "--sync", "--host", "h0", "--follow", "--", "python3", "script.py",
                   config=lab.config, cwd=project.root)
     assert proc.returncode == 0, proc.stderr
     label, output = proc.stdout.split("\n", 1)
-    assert output == f"ran in {project.name}\n"
+    run_dir = folder_on(lab.hosts[0], project) / ".simtui-runs" / label
+    assert output == f"ran in {run_dir}\n"
+    assert (run_dir / "lib/model.py").read_text() == FILES["lib/model.py"]
     record = simtui_json("show", label, config=lab.config)
     synced = simtui_json("sync", "--host", "h0", config=lab.config, cwd=project.root)
-    assert record["workdir"] == f"~/simtui/projects/{project.name}" and record["project"] == project.name
+    assert record["workdir"] == f"~/simtui/projects/{project.name}/.simtui-runs/{label}"
+    assert record["run_dir"] == str(run_dir) and record["project"] == project.name
     assert record["git"]["tree_sha256"] == synced["tree_sha256"]
     assert record["git"]["commit"] == git(project.root, "rev-parse", "HEAD").strip()
     assert record["git"]["untracked"] == ["script.py"] and record["git"]["dirty"]

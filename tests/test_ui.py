@@ -3,8 +3,11 @@ live hosts, live logs, hosts going down."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
-from uikit import until
+from textual.widgets import Checkbox, Label
+from uikit import frozen_app, post_frozen_hosts, until
 
 from simtui.config import load_config
 from simtui.model import HostState, JobSpec, JobState
@@ -136,6 +139,114 @@ async def test_n_opens_a_form_that_ranks_hosts_by_fit_and_launches_on_the_pick(c
         line = next(line for line in pane.lines if "done" in line)
         assert line == "\x1b[31mred\x1b[0mdone"  # colour kept; title, bell and screen clear gone
         await until(pilot, lambda: state(app, record.label) is JobState.SUCCEEDED, what="success")
+
+
+async def open_form(pilot) -> tuple[NewJobScreen, list]:
+    """The new-job form over a frozen dashboard; what it dismisses with lands in the list."""
+    await post_frozen_hosts(pilot)
+    dismissed: list = []
+    form = NewJobScreen(pilot.app.hosts.values())
+    await pilot.app.push_screen(form, dismissed.append)
+    await until(pilot, lambda: form.is_mounted and form.query_one("#command").has_focus, what="the form")
+    return form, dismissed
+
+
+def fill(form: NewJobScreen, **fields: str) -> None:
+    for key, value in fields.items():
+        form.query_one(f"#{key}").value = value
+
+
+def error(form: NewJobScreen) -> str:
+    return str(form.query_one("#error", Label).content)
+
+
+async def test_form_merges_a_params_file_and_overrides_as_simtui_run_does(tmp_path):
+    params = tmp_path / "params.toml"
+    params.write_text('lr = 0.1\nepochs = 10\n[model]\nwidth = 64\n')
+    app = frozen_app()
+    async with app.run_test(size=(100, 36)) as pilot:
+        form, dismissed = await open_form(pilot)
+        fill(form, command=f"python train.py --config {params}", workdir="~/proj-a", params=str(params),
+             overrides="lr=0.05 name='run 1'")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dismissed, what="the dismissed spec")
+        assert app.screen is not form
+    spec = dismissed[0]
+    assert isinstance(spec, JobSpec) and spec.argv == ("python", "train.py", "--config", str(params))
+    assert spec.params == {"lr": 0.05, "epochs": 10, "model": {"width": 64}, "name": "run 1"}  # the override wins
+    assert (spec.params_file, spec.params_format, spec.workdir) == (str(params), "toml", "~/proj-a")
+    assert spec.host == "local" and not spec.sync and spec.project_root is None
+
+
+async def test_form_refuses_sync_with_a_workdir_and_stays_open():
+    app = frozen_app()
+    async with app.run_test(size=(100, 36)) as pilot:
+        form, dismissed = await open_form(pilot)
+        fill(form, command="python train.py", workdir="~/elsewhere")
+        form.query_one("#sync", Checkbox).value = True
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "give sync or a workdir, not both" in error(form)
+        assert app.screen is form and dismissed == [] and form.query_one("#workdir").has_focus
+
+
+async def test_form_names_a_params_file_it_cannot_read_and_a_bad_override(tmp_path):
+    missing = tmp_path / "nope.json"
+    app = frozen_app()
+    async with app.run_test(size=(100, 36)) as pilot:
+        form, dismissed = await open_form(pilot)
+        fill(form, command="python train.py", params=str(missing))
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert str(missing) in error(form) and "cannot read" in error(form)
+        assert app.screen is form and dismissed == [] and form.query_one("#params").has_focus
+        missing.write_text('{"lr": 0.1}')
+        fill(form, overrides="lr=0.2 epochs")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "'epochs': expected key=value" in error(form)
+        assert app.screen is form and dismissed == [] and form.query_one("#overrides").has_focus
+        fill(form, overrides="lr=0.2 'name=unclosed")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert error(form).startswith("overrides: ") and dismissed == []
+
+
+async def test_form_syncs_the_checkout_it_was_opened_in(tmp_path):
+    repo = tmp_path / "lab-code"
+    (repo / "src").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    app = frozen_app(cwd=repo / "src")
+    async with app.run_test(size=(100, 36)) as pilot:
+        form, dismissed = await open_form(pilot)
+        toggle = form.query_one("#sync", Checkbox)
+        assert not toggle.disabled and not toggle.value and "lab-code" in str(toggle.label)
+        fill(form, command="python train.py --lr 0.1")
+        toggle.value = True
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dismissed, what="the dismissed spec")
+    spec = dismissed[0]
+    assert spec.sync and spec.project_root == str(repo.resolve()) and spec.workdir is None
+    assert spec.params == {} and spec.params_file is None and spec.params_format == "json"
+
+
+async def test_form_without_a_project_disables_sync(monkeypatch):
+    from simtui.errors import UsageError
+    from simtui.ui.screens import new_job
+
+    def nowhere():
+        raise UsageError("/ cannot be a project: run simtui from the project's folder")
+
+    monkeypatch.setattr(new_job, "find_project", nowhere)
+    app = frozen_app()
+    async with app.run_test(size=(100, 36)) as pilot:
+        form, dismissed = await open_form(pilot)
+        toggle = form.query_one("#sync", Checkbox)
+        assert toggle.disabled and "cannot be a project" in str(toggle.tooltip)
+        fill(form, command="true")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dismissed, what="the dismissed spec")
+    assert not dismissed[0].sync and dismissed[0].project_root is None
 
 
 async def test_k_kills_after_asking_and_escape_keeps_it_running(config_file):

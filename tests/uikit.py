@@ -3,8 +3,13 @@ hosts and records for snapshots."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from recordkit import T0, make_record
@@ -94,11 +99,42 @@ def frozen_records() -> list:
     return records
 
 
-def frozen_app() -> SimtuiApp:
-    """A dashboard with no live worker: hosts and jobs as frozen_* make them."""
+def frozen_project() -> Path:
+    """A git checkout named ``proj`` beside $SIMTUI_HOME: the project a frozen app runs in."""
+    root = Path(os.environ["SIMTUI_HOME"]).parent / "proj"
+    if not (root / ".git").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+class FrozenApp(SimtuiApp):
+    """A SimtuiApp that runs in ``cwd`` (restored after): the form's sync toggle names
+    the same project on every machine, whatever the checkout's folder is called."""
+
+    CSS_PATH = Path(sys.modules[SimtuiApp.__module__].__file__).with_name(SimtuiApp.CSS_PATH)
+
+    def __init__(self, *args: Any, cwd: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cwd = cwd
+
+    async def run_async(self, *args: Any, **kwargs: Any) -> Any:  # snap_compare runs it so
+        with contextlib.chdir(self.cwd):
+            return await super().run_async(*args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def run_test(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        with contextlib.chdir(self.cwd):
+            async with super().run_test(*args, **kwargs) as pilot:
+                yield pilot
+
+
+def frozen_app(cwd: Path | None = None) -> SimtuiApp:
+    """A dashboard with no live worker: hosts and jobs as frozen_* make them, run in
+    ``cwd`` (default: frozen_project())."""
     config = frozen_config()
     frozen_records()
-    return SimtuiApp(config, live=False, clock=lambda: NOW)
+    return FrozenApp(config, live=False, clock=lambda: NOW, cwd=cwd or frozen_project())
 
 
 async def post_frozen_hosts(pilot) -> None:

@@ -13,14 +13,16 @@ import os
 import posixpath
 import shlex
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from simtui.config import Config
 from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
-from simtui.errors import HostError, SimtuiError, UsageError
+from simtui.engine import outputs, runs
+from simtui.errors import HostError, LaunchError, SimtuiError, UsageError
 from simtui.hosts import Host
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
@@ -58,35 +60,40 @@ class Engine:
 
     # -- submit ----------------------------------------------------------------
 
-    async def submit(
-        self, spec: JobSpec, *, repeat_of: str | None = None,
-        prepare: Callable[[str, JobSpec], Awaitable[JobSpec]] | None = None,
-    ) -> Record:
+    async def submit(self, spec: JobSpec, *, repeat_of: str | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> Record:
         """Record the job and start it, unless it waits (``after``, ``max_jobs``).
 
-        ``prepare(host, spec)``, once the host is chosen, returns the spec to launch
-        there (simtui run --sync: the code synced, the workdir and git set)."""
+        A ``sync`` spec syncs its project to the chosen host first (``progress``
+        hears of the bytes sent) and runs in a copy of the synced tree; a spec
+        with a ``tree`` (a rerun) runs in a copy of that tree (see engine.runs).
+        A launch that fails leaves the record failed and raises LaunchError."""
         if spec.after:
             spec = replace(spec, after=self.store.resolve(spec.after))
         host, why = await self._choose_host(spec)
-        if prepare is not None:
-            spec = await prepare(host, spec)
         host_spec = self.config.host(host)
+        now = time.time()
+        label = make_label({"argv": list(spec.argv), "host": host, "workdir": spec.workdir, "created": now})
+        if spec.sync or spec.tree:
+            spec = await runs.prepare(await self.host(host), spec, label, progress)
         workdir = spec.workdir or (os.getcwd() if host_spec.kind is HostKind.LOCAL else "~")
         if spec.require_clean:
             await self._refuse_changes(host, workdir)
-        now = time.time()
-        label = make_label({"argv": list(spec.argv), "host": host, "workdir": workdir, "created": now})
+        plan = runs.params_plan(spec, spec.params)  # a parameter TOML cannot hold fails here, before a record
+        starting = not spec.after and self._has_slot(host)
         record = Record(
-            label=label, host=host, command=shlex.join(spec.argv), state=JobState.QUEUED,
+            label=label, host=host, command=shlex.join(spec.argv),
+            state=JobState.STARTING if starting else JobState.QUEUED,
             argv=list(spec.argv), workdir=workdir, tags=list(spec.tags), reason=spec.reason,
             params=dict(spec.params), placement=why, repeat_of=repeat_of, after=spec.after,
             needs=asdict(spec.needs) if not spec.needs.is_empty() else None,
             jobs_dir=host_spec.jobs_dir, created=now, inputs=[{"path": path} for path in spec.inputs],
             outputs_dir=spec.outputs_dir, project=spec.project, git=spec.git, venv=spec.venv,
+            spec=spec.to_dict(),
+            params_file=plan[1] if plan else None, client=runs.this_client() if starting else None,
         )
         self.store.insert(record)
-        if spec.after or not self._has_slot(host):
+        if not starting:
             return self.store.get(label)
         return await self.start(self.store.get(label))
 
@@ -132,19 +139,38 @@ class Engine:
         return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)]
 
     async def start(self, record: Record) -> Record:
-        """Launch a queued job on its host; a host that cannot be reached fails it."""
+        """Launch a queued (or just recorded) job on its host. A launch that fails
+        leaves the record failed with the reason and raises LaunchError; a kill
+        that cancelled it meanwhile stands."""
         label = record.label
-        self._update(label, state=JobState.STARTING)
+        if record.state is not JobState.STARTING:
+            self._update(label, state=JobState.STARTING, client=runs.this_client())
+        spec = JobSpec.from_dict(record.spec) if record.spec else None
+        plan = runs.params_plan(spec, record.params) if spec else None
         try:
             host = await self.host(record.host)
+            if spec and spec.tree:
+                await runs.make_run_folder(host, home_relative(runs.project_folder(record.workdir)), label, spec.tree)
             started = time.time()
-            pid = await remote.launch(
+            launched = await remote.launch(
                 host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record),
-                record.venv,
+                record.venv, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
             )
         except SimtuiError as err:
-            return self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
-        return self._update(label, state=JobState.RUNNING, pid=pid, started=started)
+            if self.store.get(label).state is JobState.KILLED:
+                return self.store.get(label)
+            self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err), client=None)
+            raise LaunchError(label, err) from None
+        fields: dict[str, Any] = dict(pid=launched.pid, pid_start=launched.pid_start, started=started,
+                                      run_dir=launched.run_dir, outputs_root=launched.outputs_root, client=None)
+        if plan:
+            argv = runs.ran_argv(record.argv, plan[0].positions, plan[0].target.partition(":")[2]
+                                 if plan[0].target.startswith("work:") else launched.params_path)
+            fields.update(argv=argv, command=shlex.join(argv),
+                          params_file={**(record.params_file or {}), "path": launched.params_path})
+        if self.store.get(label).state is not JobState.KILLED:  # a kill that came meanwhile stands
+            fields["state"] = JobState.RUNNING
+        return self._update(label, **fields)
 
     @staticmethod
     async def _capture(host: Host, record: Record) -> remote.Capture | None:
@@ -179,10 +205,29 @@ class Engine:
         for jobs_dir, records in by_dir.items():
             found = await remote.status(host, jobs_dir, [r.label for r in records])
             for record in records:
+                if record.state is JobState.STARTING and record.pid is None and not found[record.label].pid:
+                    if runs.client_alive(record):
+                        continue  # its launch is under way
+                    record = await self._settle_orphan(host, record)
+                    if record.state.finished:
+                        settled.append(record)
+                        continue
+                    found[record.label] = (await remote.status(host, jobs_dir, [record.label]))[record.label]
                 if record.environment is None:  # what the wrapper captured at start
                     record = await self._take_provenance(host, record)
                 settled.append(await self._settle(host, record, found[record.label]))
         return settled
+
+    async def _settle_orphan(self, host: Host, record: Record) -> Record:
+        """A record left starting by a simtui process that is gone: adopted when its
+        job had started, else failed, and made sure it never will start."""
+        found = await remote.claim(host, record.jobs_dir, record.label)
+        if found is None:
+            return self._update(record.label, state=JobState.FAILED, ended=time.time(), client=None,
+                                log_tail="never started: the simtui process starting it ended first")
+        pid, pid_start = found
+        return self._update(record.label, state=JobState.RUNNING, pid=pid, pid_start=pid_start,
+                            started=record.started or record.created, client=None)
 
     async def _take_provenance(self, host: Host, record: Record, *, final: bool = False) -> Record:
         """Copy what the wrapper captured on the host (meta.json at start; peak.json
@@ -325,30 +370,78 @@ class Engine:
     # -- kill, rerun ------------------------------------------------------------
 
     async def kill(self, label: str) -> Record:
-        """TERM the job's process group, KILL after the configured grace; state killed."""
+        """TERM the job's process group, KILL after the configured grace; state killed.
+
+        A queued job, or one starting whose job has not begun, is cancelled. Only
+        the job's own processes get a signal (its pid and that pid's start time as
+        recorded); a job that had ended keeps its outcome (returned as it is)."""
         record = self.store.get(label)
         if record.state.finished:
             raise UsageError(f"{record.label} is already {record.state.value}")
         if record.state is JobState.QUEUED:
             return self._update(record.label, state=JobState.KILLED, ended=time.time())
         host = await self.host(record.host)
-        await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace)
+        record = self.store.get(record.label)  # connecting may have settled it
+        if record.state.finished:
+            return record
+        pid, pid_start = record.pid, record.pid_start
+        if pid is None:  # starting: make sure it never starts, unless it has
+            found = await remote.claim(host, record.jobs_dir, record.label)
+            if found is None:
+                return self._update(record.label, state=JobState.KILLED, ended=time.time(), client=None,
+                                    log_tail="cancelled before it started")
+            pid, pid_start = found
+        outcome = await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace,
+                                    pid, pid_start)
+        if outcome != "killed":  # it had ended, or nothing of it is left: its folder says how
+            await self._reconcile(host)
+            return self.store.get(record.label)
         job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
         return self._update(
             record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
         )
 
-    async def rerun(self, label: str, host: str | None = None) -> Record:
-        """The same spec under a new label, ``repeat_of`` the old one; on ``host`` if given."""
+    async def rerun(self, label: str, host: str | None = None, *,
+                    progress: Callable[[int, int], None] | None = None) -> Record:
+        """The same spec under a new label, ``repeat_of`` the old one; on ``host`` if
+        given. A synced run gets exactly the tree it ran, whatever the checkout holds now."""
         old = self.store.get(label)
-        needs = Needs(**old.needs) if old.needs else Needs()
-        spec = JobSpec(
-            argv=tuple(old.argv), host=host or (None if old.needs else old.host), needs=needs,
-            workdir=old.workdir, tags=tuple(old.tags), reason=old.reason, params=old.params,
+        spec = JobSpec.from_dict(old.spec) if old.spec else self._legacy_spec(old)
+        if not spec.tree:
+            spec = replace(spec, workdir=old.workdir)
+        spec = replace(spec, host=host or (None if old.needs else old.host), after=None, placement=None,
+                       params=old.params)
+        return await self.submit(spec, repeat_of=old.label, progress=progress)
+
+    async def reproduce(self, label: str, host: str | None = None, on_data: Callable[[bytes], None] | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[Record, dict[str, Any]]:
+        """Rerun, wait for the end, compare each output's sha256 with the original's;
+        the verdict (outputs.compare) is kept in the rerun's record."""
+        original = self.store.get(label)
+        rerun = await self.rerun(original.label, host, progress=progress)
+        rerun = await self.follow(rerun.label, on_data, offset=0)
+        verdict = outputs.compare(original, rerun)
+        return self._update(rerun.label, reproduction=verdict), verdict
+
+    async def outputs(self, label: str, pull_to: Path | None = None) -> tuple[Record, list[outputs.Output]]:
+        """The record's outputs and what its host holds of them now; with ``pull_to``,
+        fetched there and checked."""
+        record = self.store.get(label)
+        host = await self.host(record.host)
+        if pull_to is None:
+            return record, await outputs.check(host, record)
+        return record, await outputs.pull(host, record, pull_to)
+
+    @staticmethod
+    def _legacy_spec(old: Record) -> JobSpec:
+        """The spec of a record written before records kept theirs."""
+        tree = (old.git or {}).get("tree_sha256") if old.project else None
+        return JobSpec(
+            argv=tuple(old.argv), needs=Needs(**old.needs) if old.needs else Needs(), workdir=old.workdir,
+            tags=tuple(old.tags), reason=old.reason, params=old.params,
             inputs=tuple(item["path"] for item in old.inputs), outputs_dir=old.outputs_dir,
-            project=old.project, venv=old.venv,
+            project=old.project, git=old.git, venv=old.venv, tree=tree,
         )
-        return await self.submit(spec, repeat_of=old.label)
 
     # -- the queue ---------------------------------------------------------------
 
@@ -373,7 +466,10 @@ class Engine:
                 with contextlib.suppress(HostError):
                     await self.reconcile(record.host)
             if self._has_slot(record.host):
-                changed.append(await self.start(record))
+                try:
+                    changed.append(await self.start(record))
+                except LaunchError:
+                    changed.append(self.store.get(record.label))
         return changed
 
 

@@ -22,7 +22,7 @@ import secrets
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,12 @@ from simtui.config import simtui_home
 from simtui.engine.project import Project
 from simtui.engine.selection import project_files
 from simtui.engine.tarstream import tar_stream
-from simtui.engine.venv import venv_ready
-from simtui.errors import UsageError
+from simtui.engine.trees import tree_digest
 from simtui.hosts import Host
 from simtui.hosts import project_helper as helper
 from simtui.hosts.project import Receiver, tree_state
-from simtui.model import JobSpec, to_dict
-from simtui.provenance import git_info, hash_file
+from simtui.model import to_dict
+from simtui.provenance import hash_file
 
 Manifest = dict[str, list]  # path -> [size, mtime_ns, st_mode, sha256]
 SIZE, MTIME, MODE, SHA = range(4)
@@ -62,9 +61,12 @@ class SyncResult:
     deleted: tuple[str, ...]
     bytes_sent: int  # file contents
     tree_sha256: str
+    tree: tuple[tuple[str, int, str], ...] = field(default=(), repr=False)  # (path, st_mode, sha256) a file
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        data = to_dict(self)
+        del data["tree"]
+        return data
 
 
 # -- manifests (pure) -------------------------------------------------------------
@@ -108,13 +110,14 @@ def plan(local: Manifest, remote: Manifest, stale: set[str] | frozenset[str] = f
     return Plan(send, tuple(p for p in gone if p not in stale), tuple(p for p in gone if p in stale))
 
 
+def tree_entries(manifest: Manifest) -> list[tuple[str, int, str]]:
+    """``(path, st_mode, sha256)`` of each file: what a tree is (see simtui.engine.trees)."""
+    return [(path, entry[MODE], entry[SHA]) for path, entry in manifest.items()]
+
+
 def tree_sha256(manifest: Manifest) -> str:
     """The synced tree's identity: sha256 over every file's path, mode and sha256."""
-    digest = hashlib.sha256()
-    for path in sorted(manifest):
-        entry = manifest[path]
-        digest.update(f"{entry[MODE]:o} {entry[SHA]} {path}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+    return tree_digest(tree_entries(manifest))
 
 
 # -- what this machine remembers of the last sync ------------------------------------
@@ -195,20 +198,5 @@ async def sync(host: Host, project: Project, progress: Callable[[int, int], None
     if todo or racy or there.manifest is not None or local != memory.local:
         memory.local, memory.scanned_ns = local, started_ns
         await asyncio.to_thread(memory.save)
-    return SyncResult(host.name, folder, len(local), todo.send, todo.delete, total, tree_sha256(local))
-
-
-async def synced_spec(host: Host, project: Project, spec: JobSpec,
-                      progress: Callable[[int, int], None] | None = None) -> JobSpec:
-    """Sync, then the spec to run in the synced folder (``simtui run --sync``): git
-    provenance from the local checkout, plus the synced tree's hash; the project's
-    virtual environment when it has one."""
-    info = await asyncio.to_thread(git_info, project.root)
-    if spec.require_clean and info and info["dirty"]:
-        changed = info["changed"] + info["untracked"]
-        raise UsageError(f"--require-clean: {project.root} has uncommitted changes: {', '.join(changed[:10])}"
-                         " (commit or stash them, or drop --require-clean)")
-    result = await sync(host, project, progress)
-    venv = await venv_ready(host, project)
-    return replace(spec, workdir=result.folder, project=project.name, require_clean=False,
-                   git={**(info or {}), "tree_sha256": result.tree_sha256}, venv=venv)
+    return SyncResult(host.name, folder, len(local), todo.send, todo.delete, total, tree_sha256(local),
+                      tuple(tree_entries(local)))

@@ -16,16 +16,19 @@ BLOCK = 512
 Progress = Callable[[int], None]  # called with the file bytes sent so far
 
 
-def tar_chunks(members: Iterable[tuple[Path, str]], progress: Progress | None = None) -> Iterator[bytes]:
-    """The archive of ``(local path, name in the archive)`` pairs, in chunks of
-    about CHUNK bytes. A file that shrinks while it is read is padded with zeros
+Member = tuple[Path, str] | tuple[Path, str, int]  # local path, name in the archive (, mode)
+
+
+def tar_chunks(members: Iterable[Member], progress: Progress | None = None) -> Iterator[bytes]:
+    """The archive of ``(local path, name in the archive)`` pairs (a third item: the
+    mode to give it instead of the local file's), in chunks of about CHUNK bytes. A file that shrinks while it is read is padded with zeros
     (the next sync sees its new mtime and sends it again)."""
     buffer = bytearray()
     sent = 0
-    for local, name in members:
+    for local, name, *mode in members:
         st = os.lstat(local)
         info = tarfile.TarInfo(name)
-        info.mode = stat.S_IMODE(st.st_mode)
+        info.mode = stat.S_IMODE(mode[0] if mode else st.st_mode)
         info.mtime = int(st.st_mtime)  # whole seconds: no extended header per file
         if stat.S_ISLNK(st.st_mode):
             info.type, info.linkname = tarfile.SYMTYPE, os.readlink(local)
@@ -50,7 +53,7 @@ def tar_chunks(members: Iterable[tuple[Path, str]], progress: Progress | None = 
     yield bytes(buffer)
 
 
-async def tar_stream(members: Iterable[tuple[Path, str]], progress: Progress | None = None) -> AsyncIterator[bytes]:
+async def tar_stream(members: Iterable[Member], progress: Progress | None = None) -> AsyncIterator[bytes]:
     """tar_chunks, each chunk made in a worker thread (file reads do not block the loop)."""
     chunks = tar_chunks(members, progress)
     while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:

@@ -3,14 +3,22 @@
 A job lives in ``<jobs_dir>/<label>/`` on its host:
 
 - ``out.log``  stdout and stderr of the job
-- ``pid``      the wrapper's pid, which is also the job's process group and session
+- ``pid``      "PID STARTTIME": the wrapper's pid, which is also the job's process
+               group and session, and its start time (``/proc/PID/stat`` field 22):
+               together they name that process alone, so a reused pid is never
+               taken for the job. Written once (``ln``, never replaced): a cancel
+               that writes "cancelled" there first keeps the job from ever starting
+- ``started``  touched as the job's command starts: files changed since are outputs
 - ``exit``     the exit code, written by the wrapper when the job ends (also on TERM);
                ``kill`` writes 137 when it had to use KILL
-- ``meta.json`` / ``outputs.json``  provenance captured on the host (start / end)
+- ``params.<format>``  the merged parameters, unless they replace a file in the run's own folder
+- ``meta.json`` / ``peak.json`` / ``outputs.json``  provenance captured on the host
 
 The job runs under ``setsid`` with stdin from /dev/null, so closing simtui, losing
-the network or restarting sshd does not stop it. Every script here is a constant
-and every value reaches it as a quoted argument, never pasted into the text.
+the network or restarting sshd does not stop it. Its environment has
+``SIMTUI_LABEL``, ``SIMTUI_HOST``, ``SIMTUI_RUN_DIR`` and, with parameters,
+``SIMTUI_PARAMS``. Every script here is a constant and every value reaches it as
+a quoted argument (or on stdin), never pasted into the text.
 """
 
 from __future__ import annotations
@@ -21,16 +29,26 @@ import posixpath
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from simtui.errors import CommandFailed, UsageError
+from simtui.errors import HostError, UsageError
 from simtui.hosts.base import Host, home_relative
+
+# Sets $sess and $st from the words of /proc/PID/stat after "(comm) ": the session
+# (field 6) and the start time (field 22).
+PROC_FIELDS = r"""
+proc_fields() { sess=$4; shift 19; st=$1; }
+"""
 
 # $1 = job dir, $2 = provenance.py on this host ("" for none), $3 = where to look
 # for outputs, $4 = how many input paths follow; then the inputs, then the job's
 # argv. Runs as the session leader, in the workdir. With provenance.py: meta.json
 # before the job starts, peak.json while it runs, outputs.json when it has ended.
-WRAPPER = r"""
+WRAPPER = PROC_FIELDS + r"""
 d=$1; prov=$2; outdir=$3; n=$4; shift 4
-echo $$ > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"
+st=-
+if [ -r /proc/$$/stat ]; then s=$(cat /proc/$$/stat); proc_fields ${s##*) }; fi
+echo "$$ $st" > "$d/pid.$$" || exit 1
+ln "$d/pid.$$" "$d/pid" 2>/dev/null || { rm -f "$d/pid.$$"; exit 0; }  # cancelled first
+rm -f "$d/pid.$$"
 if [ -n "$prov" ]; then
     python3 "$prov" start . "$n" "$@" > "$d/meta.json.tmp" 2> "$d/capture.err" \
         && mv "$d/meta.json.tmp" "$d/meta.json"
@@ -38,6 +56,7 @@ if [ -n "$prov" ]; then
     monitor=$!
 fi
 shift "$n"
+: > "$d/started"
 "$@" &
 child=$!
 trap 'termed=1; kill -TERM "$child" 2>/dev/null' TERM INT HUP
@@ -50,7 +69,7 @@ while :; do
 done
 if [ -n "$prov" ]; then
     kill "$monitor" 2>/dev/null
-    python3 "$prov" end "$outdir" "$d/pid" > "$d/outputs.json.tmp" 2>> "$d/capture.err" \
+    python3 "$prov" end "$outdir" "$d/started" > "$d/outputs.json.tmp" 2>> "$d/capture.err" \
         && mv "$d/outputs.json.tmp" "$d/outputs.json"
 fi
 echo "$code" > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
@@ -58,10 +77,16 @@ exit "$code"
 """
 
 # $1 = wrapper text, $2 = job dir, $3 = workdir, $4 = provenance.py or "", $5 = a
-# virtual environment (relative to the workdir) or ""; the rest goes to the wrapper.
-# The venv goes first on PATH for the wrapper: the job and its capture both see it.
+# virtual environment (relative to the workdir) or "", $6 = label, $7 = host name,
+# $8 = "own" when the workdir is the run's own folder (else the job dir is),
+# $9 = where the merged parameters go ("" for none; else "work:PATH" relative to the
+# workdir or "job:NAME" in the job dir; their text comes on stdin), ${10} = the
+# positions (1-based, space separated) of the job's arguments to replace with their
+# path; the rest goes to the wrapper. The venv goes first on PATH for the wrapper:
+# the job and its capture both see it. Prints, NUL-separated: pid, start time, the
+# run's folder, the workdir, the outputs folder and the parameters file (absolute).
 LAUNCH = r"""
-wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; shift 5
+wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; label=$6; name=$7; own=$8; params=$9; replace=${10}; shift 10
 case $d in /*) ;; *) d=$PWD/$d ;; esac  # relative to home: keep them so after the cd
 case $prov in ""|/*) ;; *) prov=$PWD/$prov ;; esac
 mkdir -p "$d" || exit 90
@@ -71,7 +96,34 @@ if [ -n "$venv" ]; then
     PATH=$VIRTUAL_ENV/bin:$PATH
     export VIRTUAL_ENV PATH
 fi
-[ -e "$d/pid" ] && { echo "job dir $d is in use" >&2; exit 92; }
+if [ -e "$d/pid" ]; then
+    grep -q cancelled "$d/pid" && { echo "cancelled before it started" >&2; exit 96; }
+    echo "job dir $d is in use" >&2; exit 92
+fi
+run=$d
+[ "$own" = own ] && run=$PWD
+SIMTUI_LABEL=$label SIMTUI_HOST=$name SIMTUI_RUN_DIR=$run
+export SIMTUI_LABEL SIMTUI_HOST SIMTUI_RUN_DIR
+given=
+case $params in
+    "") ;;
+    work:*) given=${params#work:}; SIMTUI_PARAMS=$PWD/$given ;;
+    job:*) SIMTUI_PARAMS=$d/${params#job:}; given=$SIMTUI_PARAMS ;;
+esac
+if [ -n "$params" ]; then
+    mkdir -p "$(dirname "$SIMTUI_PARAMS")" && cat > "$SIMTUI_PARAMS.tmp" && mv -f "$SIMTUI_PARAMS.tmp" "$SIMTUI_PARAMS" \
+        || { echo "cannot write the parameters to $SIMTUI_PARAMS" >&2; exit 95; }
+    export SIMTUI_PARAMS
+fi
+if [ -n "$replace" ]; then  # the job's argv follows the outputs folder, the count and the inputs
+    skip=$((2 + $2)); i=0
+    for a do
+        shift; i=$((i + 1))
+        case " $replace " in *" $((i - skip)) "*) a=$given ;; esac
+        set -- "$@" "$a"
+    done
+fi
+case $1 in /*) out=$1 ;; *) out=$PWD/$1 ;; esac
 : > "$d/out.log"
 setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$@" < /dev/null >> "$d/out.log" 2>&1 &
 i=0
@@ -79,7 +131,16 @@ while [ ! -s "$d/pid" ]; do
     i=$((i + 1)); [ "$i" -gt 500 ] && { echo "job did not start" >&2; exit 93; }
     sleep 0.01
 done
-cat "$d/pid"
+read pid st < "$d/pid"
+[ "$pid" = cancelled ] && { echo "cancelled before it started" >&2; exit 96; }
+printf '%s\0' "$pid" "$st" "$run" "$PWD" "$out" "${SIMTUI_PARAMS:-}"
+"""
+
+# $1 = job dir. Cancel a job that has not started: "cancelled" when this made sure
+# it never will, else the pid file's "PID STARTTIME" (it had started).
+CLAIM = r"""
+mkdir -p "$1" || exit 1
+if ( set -C; echo cancelled > "$1/pid" ) 2>/dev/null; then echo cancelled; else cat "$1/pid"; fi
 """
 
 # $1 = job dir: each provenance file there as "name<TAB>its one line of JSON".
@@ -96,25 +157,42 @@ ALIVE = r"""
 alive() { ps -o stat= -s "$1" 2>/dev/null | grep -q '^[^Z]'; }
 """
 
-# Arguments: job dirs. One line per job: dir, pid, alive (0/1), exit code, log size,
-# and when the exit file was written (unix seconds; "-" when there is none).
+# Arguments: job dirs. One line per job: dir, pid, its start time, alive (0/1), exit
+# code, log size, and when the exit file was written (unix seconds; "-" when none).
 STATUS = ALIVE + r"""
 for d do
-    pid=$(cat "$d/pid" 2>/dev/null)
+    pid= st=
+    read pid st < "$d/pid" 2>/dev/null
+    case $pid in ""|*[!0-9]*) pid= ;; esac
     alive=0
     [ -n "$pid" ] && alive "$pid" && alive=1
     code=$(cat "$d/exit" 2>/dev/null)  # after the alive test: a job ending between the two is never lost
     size=$(wc -c < "$d/out.log" 2>/dev/null)
     ended=$(date -r "$d/exit" +%s.%N 2>/dev/null)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "$alive" "${code:--}" "${size:-0}" "${ended:--}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "${pid:--}" "${st:--}" "$alive" "${code:--}" "${size:-0}" "${ended:--}"
 done
 """
 
-# $1 = job dir, $2 = grace in tenths of a second. TERM the group, KILL after grace.
-KILL = ALIVE + r"""
-d=$1; grace=$2
-pid=$(cat "$d/pid" 2>/dev/null) || { echo "no pid file in $d" >&2; exit 1; }
-kill -s TERM -- "-$pid" 2>/dev/null || exit 0
+# $1 = job dir, $2 = grace in tenths of a second, $3 = the job's pid and $4 its start
+# time as recorded at launch (both "" when unknown: then the pid file's). An exit
+# file outranks a pid: the job has ended. No signal unless the pid names the job's
+# session leader with that start time. Says "ended", "gone" or "killed".
+KILL = ALIVE + PROC_FIELDS + r"""
+d=$1; grace=$2; pid=$3; start=$4
+[ -f "$d/exit" ] && { echo ended; exit 0; }
+[ -n "$pid" ] || read pid start < "$d/pid" 2>/dev/null
+case $pid in ""|*[!0-9]*) echo "no job pid in $d" >&2; exit 1 ;; esac
+is_job() {
+    if [ -d /proc/self ]; then
+        s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+        proc_fields ${s##*) }
+        [ "$sess" = "$pid" ] && { [ "$start" = - ] || [ "$st" = "$start" ]; }
+    else
+        [ "$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ]
+    fi
+}
+is_job || { echo gone; exit 0; }
+kill -s TERM -- "-$pid" 2>/dev/null || { echo gone; exit 0; }
 i=0
 while alive "$pid"; do
     [ "$i" -eq "$grace" ] && kill -s KILL -- "-$pid" 2>/dev/null
@@ -122,6 +200,7 @@ while alive "$pid"; do
     sleep 0.1; i=$((i + 1))
 done
 [ -f "$d/exit" ] || echo 137 > "$d/exit"
+echo killed
 """
 
 
@@ -135,6 +214,7 @@ class RemoteJob:
     exit_code: int | None
     log_size: int
     ended: float | None = None
+    pid_start: int | None = None
 
     @property
     def vanished(self) -> bool:
@@ -162,19 +242,73 @@ class Capture:
     outputs_dir: str = "."  # where outputs are looked for, relative to the workdir
 
 
+@dataclass(frozen=True)
+class Params:
+    """The merged parameters file to write before the job starts."""
+
+    text: str
+    target: str  # "work:PATH" (relative to the workdir) or "job:NAME" (in the job dir)
+    positions: tuple[int, ...] = ()  # the job's arguments (1-based) that name it
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What the host says of a job it has just started (paths absolute)."""
+
+    pid: int
+    pid_start: int | None
+    run_dir: str
+    workdir: str
+    outputs_root: str
+    params_path: str | None
+
+
+class LaunchRefused(UsageError):
+    """The launch failed for a reason the user can fix (a missing workdir or venv)."""
+
+
+class LaunchFailed(HostError):
+    """The host could not start the job."""
+
+    reason = "launch failed"
+
+
+USER_FIXABLE = {91, 94}  # workdir, virtual environment missing
+
+
 async def launch(
     host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
-    capture: Capture | None = None, venv: str | None = None,
-) -> int:
+    capture: Capture | None = None, venv: str | None = None, *, own_dir: bool = False,
+    params: Params | None = None,
+) -> Launched:
     """Start ``argv`` detached in ``workdir`` (with ``venv`` first on its PATH);
-    returns the job's pid (= its process group)."""
+    ``own_dir``: the workdir is the run's own folder. Raises LaunchRefused for what
+    the user can fix, LaunchFailed otherwise (also when a cancel came first)."""
     d = job_dir(jobs_dir, label)
     capture = capture or Capture("")
-    head = [capture.script, venv or "", capture.outputs_dir, str(len(capture.inputs)), *capture.inputs]
-    result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *argv))
+    head = [capture.script, venv or "", label, host.name, "own" if own_dir else "",
+            params.target if params else "", " ".join(map(str, params.positions)) if params else ""]
+    tail = [capture.outputs_dir, str(len(capture.inputs)), *capture.inputs, *argv]
+    result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *tail),
+                            input=params.text if params else None)
     if not result.ok:
-        raise CommandFailed(host.name, f"launch {label}", result.exit_status, result.stderr)
-    return int(result.stdout.split()[-1])
+        why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
+        if result.exit_status in USER_FIXABLE:
+            raise LaunchRefused(f"{host.name}: {why}")
+        raise LaunchFailed(host.name, why)
+    pid, start, run_dir, cwd, outputs_root, params_path = result.stdout.split("\0")[-7:-1]
+    return Launched(int(pid.split()[-1]), int(start) if start.isdigit() else None, run_dir, cwd,
+                    posixpath.normpath(outputs_root),
+                    params_path or None)
+
+
+async def claim(host: Host, jobs_dir: str, label: str) -> tuple[int, int | None] | None:
+    """Make sure a job that has not started never will: None when that is so now,
+    else its ``(pid, start time)`` (it had started)."""
+    out = (await host.check(_sh(CLAIM, job_dir(jobs_dir, label)))).split()
+    if not out or out[0] == "cancelled" or not out[0].isdigit():
+        return None
+    return int(out[0]), int(out[1]) if len(out) > 1 and out[1].isdigit() else None
 
 
 async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, RemoteJob]:
@@ -185,7 +319,7 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
     out = await host.check(_sh(STATUS, *dirs))
     jobs = {}
     for line in out.splitlines():
-        d, pid, alive, code, size, ended = line.split("\t")
+        d, pid, start, alive, code, size, ended = line.split("\t")
         label = dirs[d]
         jobs[label] = RemoteJob(
             label,
@@ -194,14 +328,21 @@ async def status(host: Host, jobs_dir: str, labels: Sequence[str]) -> dict[str, 
             int(code) if code.lstrip("-").isdigit() else None,
             int(size) if size.isdigit() else 0,
             _seconds(ended),
+            int(start) if start.isdigit() else None,
         )
     return jobs
 
 
-async def kill(host: Host, jobs_dir: str, label: str, grace: float) -> None:
-    """TERM the job's process group; KILL it if it is still there after ``grace`` s."""
+async def kill(host: Host, jobs_dir: str, label: str, grace: float,
+               pid: int | None = None, pid_start: int | None = None) -> str:
+    """TERM the job's process group; KILL it if it is still there after ``grace`` s.
+    Only when ``pid`` (default: the pid file's) is the job's session leader started
+    at ``pid_start``. Returns "killed", "ended" (its exit file was there first) or
+    "gone" (no process of it is left)."""
     d = job_dir(jobs_dir, label)
-    await host.check(_sh(KILL, d, str(max(int(grace * 10), 0))))
+    start = "-" if pid is not None and pid_start is None else str(pid_start or "")
+    out = await host.check(_sh(KILL, d, str(max(int(grace * 10), 0)), str(pid or ""), start))
+    return out.split()[-1] if out.split() else "gone"
 
 
 async def provenance(host: Host, jobs_dir: str, label: str) -> dict[str, dict]:

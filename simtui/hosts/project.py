@@ -89,7 +89,7 @@ class Receiver:
 
     async def _input(self) -> AsyncIterator[bytes]:
         header, tar = await self._header
-        yield b"%0*d" % (project_helper.HEADER_DIGITS, len(header)) + header
+        yield _framed(header)
         if tar is not None:
             async for chunk in tar:
                 yield chunk
@@ -120,6 +120,34 @@ class Receiver:
             await self._done
 
 
+def _framed(header: bytes) -> bytes:
+    """A header as project_helper reads it: its length in ASCII digits, then it."""
+    return b"%0*d" % (project_helper.HEADER_DIGITS, len(header)) + header
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def run_tree(host: Host, root: str, label: str, entries: Sequence[tuple[str, str, int, str]]) -> list[str]:
+    """Start making the run's own folder (``<root>/.simtui-runs/<label>``) from a tree
+    of ``(kind, path, mode, value)``: ``F`` entries (value: sha256) copied from the
+    project folder where it holds that content, ``L`` entries (value: target) made
+    as links. Returns the paths it lacks: give them to ``run_fill``."""
+    fields = [str(item) for entry in entries for item in entry]
+    result = await host.run_with_input(_helper("run-tree", root, label), _once(_framed(os.fsencode(SEP.join(fields)))))
+    if not result.ok:
+        raise _failed(host, "run-tree", result.exit_status, result.stderr)
+    return result.stdout.split(SEP)[:-1]
+
+
+async def run_fill(host: Host, root: str, label: str, tar: AsyncIterator[bytes]) -> None:
+    """The paths ``run_tree`` lacked, as a tar stream; then the run's folder is whole."""
+    result = await host.run_with_input(_helper("run-fill", root, label), tar)
+    if not result.ok:
+        raise _failed(host, "run-fill", result.exit_status, result.stderr)
+
+
 @dataclass(frozen=True)
 class Place:
     """A path in a project folder on a host."""
@@ -133,6 +161,14 @@ class Place:
 async def where(host: Host, root: str, path: str) -> Place:
     """What is at ``path`` (relative to ``root``) on the host."""
     return Place(**json.loads(await _call(host, "where", root, path)))
+
+
+async def hashes(host: Host, root: str, paths: Sequence[str]) -> dict[str, dict]:
+    """Size and sha256 of each regular file at ``paths`` under ``root`` (``missing``
+    where there is none, or it leads outside)."""
+    if not paths:
+        return {}
+    return {item["path"]: item for item in json.loads(await _call(host, "hashes", root, *paths))}
 
 
 async def free_port(host: Host) -> int:

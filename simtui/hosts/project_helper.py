@@ -20,19 +20,31 @@ Commands:
   sha256`` sent) and then, when anything is sent, a tar stream for ``tar -x``;
   prints each sent file's path, size, mtime_ns and st_mode as the host sees it
   (an empty header: nothing to do);
+- ``run-tree ROOT LABEL``: make the run's own folder ``ROOT/.simtui-runs/LABEL``
+  from a tree on stdin (the same header framing as ``receive``; records ``F path
+  mode sha256`` and ``L path mode target``): files are copied from the synced
+  files that the manifest says hold that content, each hashed again on the way;
+  links are made; ``data`` and ``.venv`` of the project folder are linked in.
+  Prints the paths it could not copy: ``run-fill`` then takes them as a tar
+  stream. The folder is built under a temporary name and appears whole;
 - ``where ROOT PATH``: JSON: whether PATH stays inside ROOT (its parent's
   realpath), what it is (file, dir, link or missing), its files and bytes;
+- ``hashes ROOT PATH...``: JSON: each path's size and sha256 where it is a regular
+  file inside ROOT (realpath), else ``missing``;
 - ``free-port``: a free TCP port on 127.0.0.1; ``port-open PORT``: exit 0 when
   something listens there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 import sys
 
 MANIFEST = ".simtui-manifest"
+RUNS = ".simtui-runs"
+SHARED = ("data", ".venv")  # of the project folder, linked into each run's folder
 HEADER_DIGITS = 16
 SEP = "\0"
 
@@ -90,6 +102,12 @@ def state(root: str, known: str) -> str:
     return SEP.join(fields + stale) + SEP
 
 
+def _header() -> list:
+    """The NUL-separated fields of a header on stdin (16 ASCII digits of length first)."""
+    size = int(_read_exactly(0, HEADER_DIGITS))
+    return os.fsdecode(_read_exactly(0, size)).split(SEP) if size else []
+
+
 def _read_exactly(fd: int, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -129,10 +147,10 @@ def receive(root: str) -> str:
     """Apply a sync: deletions first (a file may become a folder), then the tar
     stream on stdin, then the manifest. Exits non-zero when tar fails. An empty
     header (the caller started this early, then found nothing to do) changes nothing."""
-    size = int(_read_exactly(0, HEADER_DIGITS))
-    if not size:
+    fields = _header()
+    if not fields:
         return ""
-    version, *fields = os.fsdecode(_read_exactly(0, size)).split(SEP)
+    version, *fields = fields
     os.makedirs(root, exist_ok=True)
     gone, sent = [], {}
     records = iter(fields)
@@ -157,6 +175,82 @@ def receive(root: str) -> str:
     for path, entry in stats.items():
         out += [path, *map(str, entry)]
     return SEP.join(out) + SEP if out else ""
+
+
+def _run_dirs(root: str, label: str) -> tuple:
+    """The run's folder while it is made, and once whole."""
+    if not label.isalnum():
+        raise SystemExit(f"bad run label {label!r}")
+    runs = os.path.join(root, RUNS)
+    return os.path.join(runs, f".{label}.part"), os.path.join(runs, label)
+
+
+def _copy(source: str, target: str, sha: str) -> bool:
+    """Copy ``source`` to ``target`` when its content has this sha256, keeping its mtime."""
+    digest = hashlib.sha256()
+    tmp = target + ".simtui-tmp"
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                dst.write(chunk)
+        if digest.hexdigest() != sha:
+            os.remove(tmp)
+            return False
+        st = os.stat(source)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        return False
+
+
+def run_tree(root: str, label: str) -> str:
+    part, final = _run_dirs(root, label)
+    if os.path.lexists(final):
+        raise SystemExit(f"{final} exists already")
+    fields = _header()
+    files = _load(root)[1]
+    by_sha = {}
+    for path, entry in files.items():
+        by_sha.setdefault(entry[3], []).append(path)
+    prefix = root + os.sep
+    os.makedirs(part, exist_ok=True)
+    missing, tops = [], set()
+    records = iter(fields)
+    for kind in records:
+        path, mode, value = safe(next(records)), int(next(records)), next(records)
+        tops.add(path.split("/")[0])
+        target = os.path.join(part, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):  # left by an interrupted try
+            os.remove(target)
+        if kind == "L":
+            os.symlink(value, target)
+        elif any(_matches(prefix, src, files[src]) and _copy(prefix + src, target, value)
+                 for src in by_sha.get(value, ())):
+            os.chmod(target, mode & 0o7777)
+        else:
+            missing.append(path)
+    for name in SHARED:
+        if name not in tops and os.path.lexists(os.path.join(root, name)):
+            if not os.path.lexists(os.path.join(part, name)):
+                os.symlink(os.path.join("..", "..", name), os.path.join(part, name))
+    if not missing:
+        os.rename(part, final)
+        return ""
+    return SEP.join(missing) + SEP
+
+
+def run_fill(root: str, label: str) -> None:
+    """The files ``run-tree`` could not copy, as a tar stream on stdin; then the folder is whole."""
+    part, final = _run_dirs(root, label)
+    failed = _untar(part)
+    if failed:
+        raise SystemExit(failed)
+    os.rename(part, final)
 
 
 def where(root: str, path: str) -> str:
@@ -188,6 +282,30 @@ def count_files(target: str) -> tuple:
     return files, size
 
 
+def hashes(root: str, paths: list) -> str:
+    import json
+    import stat
+
+    real_root = os.path.realpath(root)
+    found = []
+    for path in paths:
+        full = os.path.join(real_root, safe(path))
+        real = os.path.realpath(full)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode) or not real.startswith(real_root + os.sep):
+            found.append({"path": path, "missing": True})
+            continue
+        digest = hashlib.sha256()
+        with open(full, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        found.append({"path": path, "size": st.st_size, "sha256": digest.hexdigest()})
+    return json.dumps(found)
+
+
 def free_port() -> str:
     import socket
 
@@ -212,8 +330,15 @@ def main(argv: list) -> None:
         out = state(*args)
     elif command == "receive":
         out = receive(args[0])
+    elif command == "run-tree":
+        out = run_tree(*args)
+    elif command == "run-fill":
+        out = ""
+        run_fill(*args)
     elif command == "where":
         out = where(*args)
+    elif command == "hashes":
+        out = hashes(args[0], args[1:])
     elif command == "free-port":
         out = free_port()
     elif command == "port-open":

@@ -159,4 +159,14 @@ def _v4_venv(db: Database) -> None:
     db["records"].add_column("venv", str)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv]
+def _v5_run_contract(db: Database) -> None:
+    """The run contract: the spec whole, the run's own folder, where its outputs are,
+    the merged parameters file, the pid's start time, who is starting it, and a
+    reproduction's verdict."""
+    for name, kind in (("spec", str), ("run_dir", str), ("outputs_root", str), ("params_file", str),
+                       ("pid_start", int), ("client", str), ("reproduction", str)):
+        db["records"].add_column(name, kind)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
+                                                _v5_run_contract]

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
-JSON_COLUMNS = frozenset({"argv", "tags", "params", "git", "environment", "inputs", "outputs", "needs"})
+JSON_COLUMNS = frozenset({"argv", "tags", "params", "git", "environment", "inputs", "outputs", "needs", "spec",
+                          "params_file", "reproduction"})
 UPDATABLE = frozenset(COLUMNS) - {"label", "created", "updated"}
 MAX_CANDIDATES = 10
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)

@@ -1,23 +1,30 @@
-"""The new-job form: command, tags, reason, needs, and a host picker ordered by
-fit (placement over the hosts' latest samples, no I/O), the best fit preselected."""
+"""The new-job form: command, sync, tags, reason, workdir, parameters, needs, and a
+host picker ordered by fit (placement over the hosts' latest samples, no I/O), the
+best fit preselected. What it submits is the JobSpec that `simtui run` would make."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from typing import TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from simtui.engine.placement import parse_needs, place
+from simtui.engine.project import Project, find_project
 from simtui.errors import UsageError
 from simtui.model import LOCAL, HostState, JobSpec, Needs, Placement
+from simtui.params import load_params, params_format, parse_param_args
 from simtui.ui.widgets.hosts import HostView
+
+W = TypeVar("W", bound=Widget)
 
 NEEDS = (("cpus", "CPUs", "2"), ("mem", "memory", "4G"), ("gpus", "GPUs", "1"),
          ("gpu_mem", "GPU memory", "1.5G"), ("disk", "disk", "3G"))
@@ -37,6 +44,14 @@ def ranked(placement: Placement, names: Iterable[str]) -> list[str]:
     return fits + [n for n in names if n not in placement.scores]
 
 
+class FieldError(UsageError):
+    """A UsageError that belongs to one field of the form."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class NewJobScreen(ModalScreen[JobSpec | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="new_job.cancel"),
@@ -49,14 +64,29 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
         self.needs = Needs()
         self.placement: Placement | None = None
         self.picked: str | None = None  # a host the user chose by hand
+        self.project: Project | None = None  # what "sync" sends: the checkout holding the current directory
+        self.no_project = ""  # why there is none
+        try:
+            self.project = find_project()
+        except UsageError as err:
+            self.no_project = str(err)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="new-job"):
             yield Label("New job", classes="title")
-            yield self._titled(Input(placeholder="e.g. python train.py --lr 0.1", id="command"), "command")
+            with Horizontal(classes="row", id="command-row"):
+                yield self._titled(Input(placeholder="e.g. python train.py --lr 0.1", id="command"), "command")
+                yield self._titled(self._sync_toggle(), "sync project")
             with Horizontal(classes="row"):
                 yield self._titled(Input(placeholder="space or comma between", id="tags"), "tags")
                 yield self._titled(Input(placeholder="why this run", id="reason"), "reason")
+            with Horizontal(classes="row", id="where"):
+                yield self._field("workdir", "workdir", "e.g. ~/proj",
+                                  "where it runs (default: home; this folder on local); not with sync")
+                yield self._field("params", "params file", "e.g. params.toml",
+                                  "a JSON, TOML or YAML file here: the job gets it merged with the overrides")
+                yield self._field("overrides", "overrides", "e.g. lr=0.1 epochs=50",
+                                  "key=value parameters over the file's, space between")
             with Horizontal(classes="row", id="needs"):
                 for key, name, example in NEEDS:
                     yield self._titled(Input(placeholder=f"e.g. {example}", id=key, classes="need"), name)
@@ -68,9 +98,24 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     @staticmethod
-    def _titled(field: Input, title: str) -> Input:
+    def _titled(field: W, title: str) -> W:
         field.border_title = title
         return field
+
+    def _field(self, key: str, title: str, example: str, tip: str) -> Input:
+        field = self._titled(Input(placeholder=example, id=key), title)
+        field.tooltip = tip
+        return field
+
+    def _sync_toggle(self) -> Checkbox:
+        """On: sync the project first and run in a copy of it (`simtui run --sync`)."""
+        if self.project is None:
+            toggle = Checkbox("no project", id="sync", disabled=True)
+            toggle.tooltip = self.no_project
+            return toggle
+        toggle = Checkbox(Text(self.project.name), id="sync")
+        toggle.tooltip = f"sync {self.project.root} first; the job runs in its own copy of it"
+        return toggle
 
     def on_mount(self) -> None:
         self.query_one("#picker").border_title = "Host (ordered by fit)"
@@ -141,17 +186,50 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
     def _error(self, text: str) -> None:
         self.query_one("#error", Label).update(Text(text, "bold red"))
 
+    def _refuse(self, text: str, field: str | None = None) -> None:
+        """Say what is wrong, and put the cursor where it is."""
+        self._error(text)
+        if field:
+            self.query_one(f"#{field}").focus()
+
+    def _params(self) -> dict:
+        """The params file's parameters, then the overrides over them (as `simtui run` merges)."""
+        file = self._value("params")
+        try:
+            params = load_params(file) if file else {}
+        except UsageError as err:
+            raise FieldError(str(err), "params") from None
+        try:
+            params.update(parse_param_args(shlex.split(self._value("overrides"))))
+        except (ValueError, UsageError) as err:
+            raise FieldError(f"overrides: {err}" if isinstance(err, ValueError) else str(err), "overrides") from None
+        return params
+
     def action_submit(self) -> None:
         try:
             argv = tuple(shlex.split(self._value("command")))
-            needs = self._needs()
-        except (ValueError, UsageError) as err:
-            self._error(f"command: {err}" if isinstance(err, ValueError) else str(err))
+        except ValueError as err:
+            self._refuse(f"command: {err}", "command")
             return
         if not argv:
-            self._error("give a command to run")
-            self.query_one("#command").focus()
+            self._refuse("give a command to run", "command")
             return
+        try:
+            needs = self._needs()
+        except UsageError as err:
+            self._refuse(str(err))
+            return
+        sync = self.project is not None and self.query_one("#sync", Checkbox).value
+        workdir = self._value("workdir")
+        if sync and workdir:
+            self._refuse("give sync or a workdir, not both: a synced job runs in its own copy", "workdir")
+            return
+        try:
+            params = self._params()
+        except FieldError as err:
+            self._refuse(str(err), err.field)
+            return
+        file = self._value("params")
         option = self.query_one("#picker", OptionList).highlighted_option
         if option is None or option.disabled:
             self._error("pick a host that is up")
@@ -161,7 +239,9 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
         why = placement.why if option.id == placement.host else (
             f"{option.id}: picked by hand ({placement.reasons.get(option.id, 'no sample')})")
         self.dismiss(JobSpec(argv=argv, host=option.id, needs=needs, tags=tags,
-                             reason=self._value("reason") or None, placement=why))
+                             reason=self._value("reason") or None, placement=why, workdir=workdir or None,
+                             params=params, params_file=file or None, params_format=params_format(file),
+                             sync=sync, project_root=str(self.project.root) if sync else None))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
