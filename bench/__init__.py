@@ -11,4 +11,5 @@ REGISTRY: dict[str, str] = {
     "jobs": "bench.jobs",
     "ui": "bench.ui",
     "sync": "bench.sync",
+    "server": "bench.server",
 }

@@ -26,6 +26,7 @@ from simtui.textfmt import table, to_json
 from simtui.textsafe import sanitize
 
 if TYPE_CHECKING:
+    from simtui.client import Client
     from simtui.engine.jobs import Engine
     from simtui.engine.project import Project
     from simtui.hosts import Host
@@ -349,6 +350,19 @@ def with_engine(obj: Obj, work: Callable[[Engine], Awaitable[Any]]) -> Any:
     return run_async(go())
 
 
+def with_client(obj: Obj, work: Callable[[Client], Awaitable[Any]]) -> Any:
+    """Run ``work(client)`` against the server of $SIMTUI_HOME (started when none
+    runs). A bad config is reported here, before any server starts."""
+    obj.config
+    from simtui.client import Client
+
+    async def go() -> Any:
+        async with Client(obj.config_file) as client:
+            return await work(client)
+
+    return run_async(go())
+
+
 class TerminalWriter:
     """Log bytes to stdout. On a terminal, whole lines with every control sequence but
     colours stripped; into a pipe or file, the bytes exactly as the job wrote them."""
@@ -372,14 +386,14 @@ class TerminalWriter:
         self.out.flush()
 
 
-def launch(obj: Obj, submit: Callable[[Engine], Awaitable[Record]], follow: bool, as_json: bool,
+def launch(obj: Obj, submit: Callable[[Client], Awaitable[Record]], follow: bool, as_json: bool,
            progress: ProgressLine | None = None) -> None:
     """Submit a job, print its label, and with ``follow`` stream its log to the end.
     A job that did not start exits 3 (2 for what the user can fix) with one line."""
 
-    async def work(engine: Engine) -> Record:
+    async def work(client: Client) -> Record:
         try:
-            record = await submit(engine)
+            record = await submit(client)
         finally:
             if progress is not None:
                 progress.close()
@@ -387,12 +401,12 @@ def launch(obj: Obj, submit: Callable[[Engine], Awaitable[Record]], follow: bool
             click.echo(record.label)
         if follow:
             writer = None if as_json else TerminalWriter()
-            record = await engine.follow(record.label, writer, offset=0)
+            record = await client.follow(record.label, writer, offset=0)
             if writer:
                 writer.close()
         return record
 
-    record = with_engine(obj, work)
+    record = with_client(obj, work)
     if as_json:
         echo_json(record.to_dict())
     if follow:
@@ -458,7 +472,7 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
                    require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
                    sync=sync_first, project_root=project_root)
     progress = ProgressLine("sync", forced=False)
-    launch(obj, lambda engine: engine.submit(spec, progress=progress), follow, as_json, progress)
+    launch(obj, lambda client: client.submit(spec, progress), follow, as_json, progress)
 
 
 @main.command()
@@ -469,13 +483,13 @@ def log(obj: Obj, label: str, follow: bool) -> None:
     """The job's output from the start (a unique prefix of LABEL is enough)."""
     writer = TerminalWriter()
 
-    async def work(engine: Engine) -> Record:
-        offset = await engine.read(label, writer)
+    async def work(client: Client) -> Record:
+        offset = await client.read(label, writer)
         if follow:
-            return await engine.follow(label, writer, offset=offset)
-        return engine.store.get(label)
+            return await client.follow(label, writer, offset=offset)
+        return client.record(label)
 
-    record = with_engine(obj, work)
+    record = with_client(obj, work)
     writer.close()
     if follow:
         finish(record)
@@ -492,7 +506,7 @@ def kill(obj: Obj, label: str, as_json: bool) -> None:
     signal (its recorded pid and that pid's start time); a job that had already
     ended keeps its outcome, and says so.
     """
-    record = with_engine(obj, lambda engine: engine.kill(label))
+    record = with_client(obj, lambda client: client.kill(label))
     if as_json:
         echo_json(record.to_dict())
     elif record.state is JobState.KILLED:
@@ -515,7 +529,7 @@ def rerun(obj: Obj, label: str, host: str | None, follow: bool, as_json: bool) -
     on its host or another, whatever the checkout holds now.
     """
     progress = ProgressLine("send", forced=False)
-    launch(obj, lambda engine: engine.rerun(label, host, progress=progress), follow, as_json, progress)
+    launch(obj, lambda client: client.rerun(label, host, progress), follow, as_json, progress)
 
 
 @main.command()
@@ -538,17 +552,17 @@ def reproduce(obj: Obj, label: str, host: str | None, quiet: bool, as_json: bool
     writer = None if quiet or as_json else TerminalWriter()
     progress = ProgressLine("send", forced=False)
 
-    async def work(engine: Engine) -> tuple[Record, dict[str, Any], str]:
+    async def work(client: Client) -> tuple[Record, dict[str, Any], str]:
         try:
-            rerun, verdict = await engine.reproduce(label, host, writer, progress)
+            rerun, verdict = await client.reproduce(label, host, writer, progress)
         finally:
             progress.close()
         if writer:
             writer.close()
-        diff = diff_records(engine.store.get(label), rerun)
+        diff = diff_records(client.record(label), rerun)
         return rerun, verdict, diff_text({k: v for k, v in diff.items() if k != "outputs"})
 
-    rerun, verdict, differences = with_engine(obj, work)
+    rerun, verdict, differences = with_client(obj, work)
     if as_json:
         echo_json({**verdict, "label": rerun.label})
     else:
@@ -578,15 +592,15 @@ def outputs(obj: Obj, label: str, pull_to: Path | None, as_json: bool) -> None:
     """
     from simtui.units import format_size
 
-    record, found = with_engine(obj, lambda engine: engine.outputs(label, pull_to))
+    record, found = with_client(obj, lambda client: client.outputs(label, pull_to))
     if as_json:
-        echo_json([o.to_dict() for o in found])
+        echo_json(found)
     elif not found:
         click.echo(f"{record.label} has no outputs recorded")
     else:
-        rows = [(sanitize(o.path), format_size(o.size), (o.sha256 or "")[:12], o.state) for o in found]
+        rows = [(sanitize(o["path"]), format_size(o["size"]), (o["sha256"] or "")[:12], o["state"]) for o in found]
         click.echo(table(["path", "size", "sha256", "state" if pull_to is None else "pulled"], rows))
-    bad = [o.path for o in found if o.state != "unchanged"]
+    bad = [o["path"] for o in found if o["state"] != "unchanged"]
     if pull_to is not None:
         if bad:
             click.echo(f"simtui: {len(bad)} of {len(found)} outputs do not match the record: "
@@ -599,13 +613,134 @@ def outputs(obj: Obj, label: str, pull_to: Path | None, as_json: bool) -> None:
 @main.command()
 @pass_obj
 def watch(obj: Obj) -> None:
-    """Headless: keep records current, copy running jobs' logs, start queued jobs.
+    """Stay attached to the simtui server (which keeps records current, copies
+    running jobs' logs and starts queued jobs) and print each change of a job.
 
-    Stops cleanly on Ctrl-C or SIGTERM.
+    Stops cleanly on Ctrl-C or SIGTERM; the server goes on while jobs are active.
     """
-    from simtui.engine.watch import watch_forever
+    import asyncio
+    import signal
 
-    with_engine(obj, watch_forever)
+    async def work(client: Client) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def show() -> None:
+            async for event in client.jobs():
+                if "attached" in event:
+                    click.echo(f"simtui: watching (server {client.server_pid}); Ctrl-C stops", err=True)
+                elif "record" in event:
+                    r = Record.from_dict(event["record"])
+                    click.echo(f"{r.label} {r.state.value} on {r.host}: {sanitize(r.command)[:60]}")
+                elif "notice" in event:
+                    click.echo(f"simtui: {sanitize(event['notice'])}", err=True)
+
+        watcher = asyncio.create_task(show())
+        await asyncio.wait({watcher, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+    with_client(obj, work)
+
+
+# -- the server ----------------------------------------------------------------------
+
+
+@main.group()
+def server() -> None:
+    """The local simtui server: one per $SIMTUI_HOME, started by the commands that
+    need it, gone when idle ([server] idle in the config, default 10m)."""
+
+
+@server.command("run")
+@pass_obj
+def server_run(obj: Obj) -> None:
+    """Serve in the foreground (what a started server runs)."""
+    from simtui.config import config_identity
+    from simtui.server.daemon import serve
+
+    if not serve(obj.config, config_identity(obj.config_file), obj.config.server.idle):
+        click.echo("simtui: a server already serves this SIMTUI_HOME", err=True)
+
+
+@server.command("start")
+@pass_obj
+def server_start(obj: Obj) -> None:
+    """Start the server (detached) unless one runs; print its pid."""
+    click.echo(with_client(obj, lambda client: client.status())["pid"])
+
+
+def _status(obj: Obj, op: str) -> dict[str, Any] | None:
+    """``op`` (status, stop) of the running server; None when none runs."""
+    from simtui.client import Client, ServerNotRunning
+
+    async def go() -> dict[str, Any] | None:
+        try:
+            async with Client(obj.config_file, start=False) as client:
+                return await client.request(op)
+        except ServerNotRunning:
+            return None
+
+    return run_async(go())
+
+
+@server.command("status")
+@json_option
+@pass_obj
+def server_status(obj: Obj, as_json: bool) -> None:
+    """Whether a server runs, its hosts and the jobs it follows. Exits 1 when none runs."""
+    from simtui.recordfmt import duration
+
+    status = _status(obj, "status")
+    if as_json:
+        echo_json(status)
+    elif status is None:
+        click.echo("no simtui server is running")
+    else:
+        click.echo(f"simtui server {status['pid']}, up {duration(time.time() - status['started'])}, "
+                   f"{status['clients'] - 1} other clients, following {len(status['followers'])} jobs, "
+                   f"{len(status['active'])} active")
+        rows = [(h["host"], h["state"], h["reason"] or "") for h in status["hosts"]]
+        click.echo(table(["host", "state", "reason"], rows))
+    if status is None:
+        sys.exit(1)
+
+
+@server.command("stop")
+@pass_obj
+def server_stop(obj: Obj) -> None:
+    """Stop the server (jobs go on: the next command starts a new one, which resumes them)."""
+    import os
+
+    status = _status(obj, "stop")
+    if status is None:
+        click.echo("no simtui server is running")
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(status["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    click.echo(f"stopped simtui server {status['pid']}")
+
+
+@server.command("log")
+@click.option("--lines", "-n", type=click.IntRange(min=1), default=50, show_default=True, help="The last N lines.")
+def server_log(lines: int) -> None:
+    """The server's log (size-capped: it is cut at 1 MB, one older file kept)."""
+    from simtui.config import simtui_home
+
+    path = simtui_home() / "server.log"
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist: no server has run here") from None
+    for line in text.splitlines()[-lines:]:
+        click.echo(sanitize(line))
 
 
 # -- code and data -----------------------------------------------------------------

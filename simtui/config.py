@@ -9,6 +9,8 @@ the key and what is wrong.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import re
 import os
 import tomllib
 from collections.abc import Callable
@@ -60,12 +62,18 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Server:
+    idle: float = 600.0  # seconds with no job active and no client attached before the server exits
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     defaults: Defaults = field(default_factory=Defaults)
     hosts: tuple[HostSpec, ...] = ()
     notify: Notify = field(default_factory=Notify)
     keys: dict[str, str] = field(default_factory=dict)
+    server: Server = field(default_factory=Server)
 
     def host(self, name: str) -> HostSpec:
         for spec in self.hosts:
@@ -87,6 +95,19 @@ def config_path(explicit: str | None = None) -> Path | None:
         return Path(chosen).expanduser()
     default = Path(platformdirs.user_config_dir("simtui")) / "config.toml"
     return default if default.is_file() else None
+
+
+def config_identity(explicit: str | None = None) -> str:
+    """Which config a process runs with: its path and a hash of its content (a
+    server serves the clients of one config only)."""
+    path = config_path(explicit)
+    if path is None:
+        return EMBEDDED
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        digest = "unreadable"
+    return f"{path.resolve()}#{digest}"
 
 
 def load_config(explicit: str | None = None) -> Config:
@@ -174,6 +195,19 @@ def _events(value: Any) -> tuple[str, ...]:
     return events
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def _duration(value: Any) -> float:
+    """Seconds, from a number or a string like "90s", "10m", "1h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    found = _DURATION.match(value) if isinstance(value, str) else None
+    if not found or float(found[1]) <= 0:
+        raise ValueError(f'expected a duration like "10m", "90s" or a number of seconds, got {_show(value)}')
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
+
+
 def _show(value: Any) -> str:
     kind = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list", dict: "table"}
     return f"{kind.get(type(value), type(value).__name__)} {value!r}"
@@ -221,7 +255,8 @@ NOTIFY_KEYS: dict[str, Check] = {
     "attach": _boolean,
 }
 ROUTE_KEYS: dict[str, Check] = {"url": _string, "tags": _strings, "on": _events}
-TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys")
+SERVER_KEYS: dict[str, Check] = {"idle": _duration}
+TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys", "server")
 
 
 def _table(file: str, where: str, data: Any, schema: dict[str, Check]) -> dict[str, Any]:
@@ -289,7 +324,8 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
     notify = _notify(file, data.get("notify", {}))
     keys_table = data.get("keys", {})
     keys = _table(file, "keys", keys_table, {k: _string for k in keys_table} if isinstance(keys_table, dict) else {})
-    return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys)
+    server = Server(**_table(file, "server", data.get("server", {}), SERVER_KEYS))
+    return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys, server=server)
 
 
 def _notify(file: str, data: Any) -> Notify:

@@ -207,6 +207,13 @@ class ProbeResult:
     state: HostState
     reason: str | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], spec: HostSpec) -> ProbeResult:
+        """The inverse of to_dict, given the host's spec."""
+        return cls(spec, Sample.from_dict(data["sample"]) if data.get("sample") else None,
+                   HostFacts.from_dict(data["facts"]) if data.get("facts") else None,
+                   HostState(data["state"]), data.get("reason"))
+
     def to_dict(self) -> dict[str, Any]:
         """The host by name and address (not its whole spec), then what it said."""
         return {
@@ -326,6 +333,13 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """The inverse of to_dict; keys it does not know are ignored."""
+        values = _known_fields(cls, data)
+        values["state"] = JobState(values["state"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)

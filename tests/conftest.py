@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sshd import SSHD, SshdLab  # noqa: E402
+from sshd import SSHD, SshdLab, wait_for  # noqa: E402
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -23,11 +25,27 @@ def need_sshd() -> None:
 
 @pytest.fixture(autouse=True)
 def simtui_env(tmp_path, monkeypatch):
-    """Every test gets its own SIMTUI_HOME and no stray user config."""
+    """Every test gets its own SIMTUI_HOME and no stray user config; the simtui
+    server its commands started there is stopped afterwards."""
     monkeypatch.setenv("SIMTUI_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SIMTUI_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    return tmp_path
+    yield tmp_path
+    stop_server(tmp_path / "home")
+
+
+def stop_server(home: Path) -> None:
+    """TERM the server of ``home``, if one runs, and wait for it to go."""
+    try:
+        pid = int((home / "server.pid").read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 timeout=20, what=f"the simtui server {pid} to stop")
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
 
 
 @pytest.fixture(scope="session")

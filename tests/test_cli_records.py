@@ -134,7 +134,7 @@ def test_export_json_and_csv(records, tmp_path):
     with open(tmp_path / "r.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert [r["label"] for r in rows] == ["bb3300000000", "aa2200000000", "aa1100000000"]
-    assert json.loads(rows[2]["params"]) == {"lr": 0.1}
+    assert {"lr": json.loads(rows[2]["params.lr"])} == {"lr": 0.1}
     assert simtui("export", "--format", "xml")[0] == 2
 
 

@@ -112,47 +112,38 @@ def test_rerun_makes_a_new_record_that_repeats_the_old(quick_config):
     assert record["repeat_of"] == label and record["host"] == "h1" and record["tags"] == ["sweep"]
 
 
-def test_a_job_that_ended_while_nothing_watched_is_reconciled(quick_config, lab):
+def test_a_job_end_is_in_the_records_with_no_other_command(quick_config, lab):
     proc = simtui("run", "--host", "h0", "--", "sh", "-c", "echo quiet; exit 4", config=quick_config)
     label = proc.stdout.strip()
     assert show(label, quick_config)["state"] == "running"
-    jobs_dir = ".simtui/jobs"
-    wait_for(lambda: host_shell(lab.hosts[0].spec, f"cat {jobs_dir}/{label}/exit 2>/dev/null").strip() == "4",
-             what="the job to end")
-    assert show(label, quick_config)["state"] == "running"  # nobody has looked yet
-    log = simtui("log", label, config=quick_config)  # connecting to the host reconciles it
-    assert log.stdout == "quiet\n"
-    record = show(label, quick_config)
+    # the job ends (its stdin is /dev/null) while no simtui command runs: the server settles it
+    record = wait_for(lambda: (r := show(label, quick_config))["state"] != "running" and r["log_tail"] and r,
+                      timeout=30, what="the record to show the end")  # `show` only reads the database
     assert record["state"] == "failed" and record["exit_code"] == 4 and record["log_tail"] == "quiet"
+    assert simtui_json("list", "--state", "failed", config=quick_config)[0]["label"] == label
+    assert simtui("log", label, config=quick_config).stdout == "quiet\n"
 
 
 def test_a_vanished_pid_is_lost(quick_config, lab):
     label = simtui("run", "--host", "h1", "--", "sleep", "60", config=quick_config).stdout.strip()
     pid = show(label, quick_config)["pid"]
     host_shell(lab.hosts[1].spec, f"kill -s KILL -- -{pid}")  # no trap runs: no exit file
-    watcher = popen("watch", config=quick_config)
-    try:
-        wait_for(lambda: show(label, quick_config)["state"] == "lost", timeout=30, what="state lost")
-    finally:
-        watcher.terminate()
-        assert watcher.wait(timeout=30) == 0, watcher.stderr.read()
+    wait_for(lambda: show(label, quick_config)["state"] == "lost", timeout=30, what="state lost")  # the server saw it
 
 
-def test_after_waits_for_success_and_fails_on_failure(quick_config):
-    first = simtui("run", "--host", "h0", "--", "sh", "-c", "sleep 0.5", config=quick_config).stdout.strip()
-    bad = simtui("run", "--host", "h0", "--", "sh", "-c", "exit 1", config=quick_config).stdout.strip()
+def test_after_waits_for_success_and_fails_on_failure(quick_config, lab, tmp_path):
+    release = f"release-{tmp_path.name}"
+    hold = f"until [ -e {release} ]; do sleep 0.05; done"
+    first = simtui("run", "--host", "h0", "--", "sh", "-c", hold, config=quick_config).stdout.strip()
+    bad = simtui("run", "--host", "h0", "--", "sh", "-c", f"{hold}; exit 1", config=quick_config).stdout.strip()
     then = simtui("run", "--host", "h1", "--after", first, "--", "echo", "after", config=quick_config).stdout.strip()
     never = simtui("run", "--host", "h1", "--after", bad[:8], "--", "echo", "no", config=quick_config).stdout.strip()
     assert show(then, quick_config)["state"] == "queued"
     listed = {r["label"]: r["state"] for r in simtui_json("list", config=quick_config)}
     assert listed[then] == "queued" and listed[never] == "queued"
-    watcher = popen("watch", config=quick_config)
-    try:
-        wait_for(lambda: show(then, quick_config)["state"] == "succeeded", timeout=30, what="the dependent job")
-        wait_for(lambda: show(never, quick_config)["state"] == "failed", timeout=30, what="dependency failed")
-    finally:
-        watcher.terminate()
-        assert watcher.wait(timeout=30) == 0
+    host_shell(lab.hosts[0].spec, f"touch {release}")  # no command runs from here: the server does it all
+    wait_for(lambda: show(then, quick_config)["state"] == "succeeded", timeout=30, what="the dependent job")
+    wait_for(lambda: show(never, quick_config)["state"] == "failed", timeout=30, what="dependency failed")
     assert show(then, quick_config)["started"] >= show(first, quick_config)["ended"]
     assert "dependency failed" in show(never, quick_config)["log_tail"]
 
@@ -161,9 +152,12 @@ def test_max_jobs_holds_extra_jobs_queued(lab, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[defaults]\ninterval = 0.2\n" + lab.config_toml().replace(
         'name = "h2"', 'name = "h2"\nmax_jobs = 1'))
-    labels = [simtui("run", "--host", "h2", "--", "sleep", "0.5", config=config).stdout.strip() for _ in range(2)]
+    release = f"release-{tmp_path.name}"
+    hold = ["sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done"]
+    labels = [simtui("run", "--host", "h2", "--", *hold, config=config).stdout.strip() for _ in range(2)]
     assert [show(l, config)["state"] for l in labels] == ["running", "queued"]
-    proc = simtui("log", labels[1], "--follow", config=config, timeout=60)  # a follower starts it in turn
+    host_shell(lab.hosts[2].spec, f"touch {release}")
+    proc = simtui("log", labels[1], "--follow", config=config, timeout=60)  # the server starts it in turn
     assert proc.returncode == 0, proc.stderr
     first, second = (show(l, config) for l in labels)
     assert second["state"] == "succeeded" and second["started"] >= first["ended"]

@@ -16,7 +16,7 @@ from simtui.store import Store
 from simtui.store.diff import diff_records
 from simtui.store.export import write_csv, write_json
 from simtui.store.feed import atom_feed
-from simtui.store.records import COLUMNS, JSON_COLUMNS
+from simtui.store.frame import COLUMNS as FLAT_COLUMNS, flat_record
 
 ENV = {"python": "3.11.7", "os": "Linux", "packages": {"click": "8.1.7", "numpy": "1.26.4", "scipy": "1.13.0"}}
 OUT = [{"path": "out/metrics.csv", "size": 10, "sha256": "1" * 64, "media_type": "text/csv"},
@@ -47,17 +47,46 @@ def test_json_export_of_nothing_is_an_empty_list():
     assert json.loads(out.getvalue()) == []
 
 
-def test_csv_export_round_trips(store):
+def test_csv_export_has_the_flat_columns_and_iso_times(store):
     out = io.StringIO()
     write_csv(store.find(limit=None), out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert list(rows[0]) == list(COLUMNS)
+    assert list(rows[0]) == [*FLAT_COLUMNS, "params.lr", "params.opt.momentum"]
+    failed, first = rows
+    record = store.get("0a")
+    assert first == {
+        **{name: "" for name in FLAT_COLUMNS},
+        "label": "0a0000000001", "state": "succeeded", "host": "local", "command": "python train.py",
+        "exit_code": "0", "duration": "10.0", "tags": '["sweep", "lr"]', "reason": "baseline",
+        "created": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+        "started": datetime.fromtimestamp(record.started, timezone.utc).isoformat(),
+        "ended": datetime.fromtimestamp(record.ended, timezone.utc).isoformat(),
+        "git.commit": "c1", "git.dirty": "false", "env.python": "3.11.7",
+        "env.packages_sha256": record.environment["packages_sha256"], "outputs.count": "2",
+        "params.lr": "0.1", "params.opt.momentum": "0.9",
+    }
+    assert first["created"].endswith("+00:00")
+    assert failed["label"] == "0b0000000002" and failed["state"] == "failed" and failed["exit_code"] == "1"
+    assert failed["notes"] == 'say "hi", twice\nline 2'  # quoted in the file, whole in the cell
+    assert failed["tags"] == "[]" and failed["outputs.count"] == "0"
+    assert failed["params.lr"] == failed["params.opt.momentum"] == failed["git.dirty"] == ""
+
+
+def test_csv_rows_are_the_rows_of_the_library(store):
+    out = io.StringIO()
+    write_csv(store.find(limit=None), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     for row, record in zip(rows, store.find(limit=None), strict=True):
-        for name, value in record.to_dict().items():
-            if name in JSON_COLUMNS:
-                assert (json.loads(row[name]) if row[name] else None) == value
-            else:
-                assert row[name] == ("" if value is None else str(value))
+        flat = flat_record(record)
+        assert {k: v for k, v in row.items() if v} == {
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items() if v is not None
+        }
+
+
+def test_csv_export_of_nothing_is_the_header():
+    out = io.StringIO()
+    write_csv([], out)
+    assert out.getvalue().splitlines() == [",".join(FLAT_COLUMNS)]
 
 
 def test_the_feed_is_valid_atom_with_one_entry_a_record(store):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def test_a_launch_to_a_hung_host_fails_the_record_and_exits_3(paused_lab):
     assert record["state"] == "failed" and "x0" in record["log_tail"]
 
 
-def test_a_client_killed_before_the_launch_leaves_no_starting_record(paused_lab):
+def test_a_server_killed_before_the_launch_leaves_no_starting_record(paused_lab, simtui_env):
     lab, config = paused_lab
     lab.hosts[0].pause()
     client = popen("run", "--host", "x0", "--", "true", config=config)
@@ -259,15 +260,31 @@ def test_a_client_killed_before_the_launch_leaves_no_starting_record(paused_lab)
         record = wait_for(lambda: next(iter(simtui_json("list", config=config)), None), timeout=30,
                           what="the record")
         assert record["state"] == "starting"
+        os.kill(int((simtui_env / "home" / "server.pid").read_text()), signal.SIGKILL)  # mid-launch
     finally:
-        client.send_signal(signal.SIGKILL)
+        client.kill()
         client.wait()
     lab.hosts[0].resume()
     assert simtui("run", "--host", "x0", "--", "true", config=config).returncode == 0  # the next command there
-    settled = simtui_json("show", record["label"], config=config)
+    settled = wait_for(lambda: (r := simtui_json("show", record["label"], config=config))["state"] != "starting"
+                       and r, timeout=30, what="the record settled")
     assert settled["state"] == "failed" and "never started" in settled["log_tail"]
     # and it never will: the job folder is claimed
     assert "cancelled" in on_host(lab.hosts[0].spec, 'cat "$1"', f".simtui/jobs/{record['label']}/pid")
+
+
+def test_a_client_gone_before_the_launch_leaves_the_launch_to_the_server(paused_lab):
+    lab, config = paused_lab
+    lab.hosts[0].pause()
+    client = popen("run", "--host", "x0", "--", "true", config=config)
+    record = wait_for(lambda: next(iter(simtui_json("list", config=config)), None), timeout=30, what="the record")
+    client.send_signal(signal.SIGINT)
+    client.wait(timeout=30)
+    # the server finishes what it started: the hung host times out, the record says so
+    settled = wait_for(lambda: (r := simtui_json("show", record["label"], config=config))["state"] != "starting"
+                       and r, timeout=30, what="the record settled")
+    assert settled["state"] == "failed" and "x0" in settled["log_tail"]
+    lab.hosts[0].resume()
 
 
 def test_kill_checks_pid_and_start_time_before_any_signal(lab):

@@ -21,6 +21,7 @@ from typing import Any
 from simtui.config import Config
 from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
+from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
 from simtui.errors import HostError, LaunchError, SimtuiError, UsageError
 from simtui.hosts import Host
@@ -45,6 +46,8 @@ class Engine:
         self.store = store
         self.pool = pool or HostPool(config)
         self.notifier = Notifier(config, store, hosts=self.pool.get)
+        self.on_change: Callable[[Record], None] | None = None  # hears every record the engine writes
+        self.probe = probe_hosts  # samples for placement: (specs, timeout) -> ProbeResults
 
     async def close(self) -> None:
         await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
@@ -56,6 +59,8 @@ class Engine:
         record = self.store.update(label, **fields)
         if "state" in fields:
             self.notifier.job(record)
+        if self.on_change is not None:
+            self.on_change(record)
         return record
 
     # -- submit ----------------------------------------------------------------
@@ -93,6 +98,8 @@ class Engine:
             params_file=plan[1] if plan else None, client=runs.this_client() if starting else None,
         )
         self.store.insert(record)
+        if self.on_change is not None:
+            self.on_change(self.store.get(label))
         if not starting:
             return self.store.get(label)
         return await self.start(self.store.get(label))
@@ -119,9 +126,8 @@ class Engine:
                 return LOCAL, None
             raise UsageError("give --host HOST or what the job needs (--cpus, --mem, --gpus, ...)")
         from simtui.engine.placement import place
-        from simtui.engine.sampler import probe_hosts
 
-        results = await probe_hosts(list(self.config.hosts), self.config.defaults.timeout)
+        results = await self.probe(list(self.config.hosts), self.config.defaults.timeout)
         placement = place(spec.needs, results)
         if placement.host is None:
             reasons = "; ".join(placement.reasons.values())
@@ -263,14 +269,21 @@ class Engine:
             fields["exit_code"] = job.exit_code
         record = await self._take_provenance(host, record, final=True)
         log = LocalLog(record.label)
-        if log.claim():
-            async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
-                log.append(chunk)
-            fields["log_tail"] = self._tail(log)
-            await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+        if log.claim():  # else its follower finishes the copy
+            fields.update(await self._finish_log(host, record, log))
         if self.store.get(record.label).state is JobState.KILLED:  # a kill landed meanwhile: its outcome stands
             fields = {k: v for k, v in fields.items() if k not in ("state", "exit_code", "ended")}
         return self._update(record.label, **fields)
+
+    async def _finish_log(self, host: Host, record: Record, log: LocalLog) -> dict[str, Any]:
+        """The rest of a finished job's log into the local copy (claimed by the
+        caller), its last lines for the record, then the copy compressed."""
+        if not log.compressed:
+            async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
+                log.append(chunk)
+        tail = self._tail(log)
+        await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+        return {"log_tail": tail} if tail is not None else {}
 
     @staticmethod
     def _tail(log: LocalLog) -> str | None:
@@ -305,6 +318,10 @@ class Engine:
             while True:
                 record = self.store.get(log.label)
                 if record.state.finished:
+                    if writer and not log.compressed:  # settled by another pass while we held the copy
+                        with contextlib.suppress(HostError):
+                            fields = await self._finish_log(await self.host(record.host), record, log)
+                            record = self._update(record.label, **fields) if fields else record
                     if on_data:
                         await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
@@ -323,11 +340,9 @@ class Engine:
                             if on_data and pos + len(chunk) > shown:
                                 on_data(chunk[max(shown - pos, 0):])
                             pos += len(chunk)
-                    # The stream ended: the job is over, or the connection dropped.
-                    if writer:
-                        log.close()  # so that _settle can finish the copy if it is over
+                    # The stream ended: the job is over (its copy is finished above), or the
+                    # connection dropped.
                     await self._reconcile(host)
-                    writer = writer and log.claim()
                     delays = iter(RECONNECT_BACKOFF)
                 except (HostError, _NotYet) as err:
                     if isinstance(err, HostError):
@@ -350,22 +365,22 @@ class Engine:
         except HostError:
             return  # the record is final; its log can be read once the host is back
 
-    async def read(self, label: str, on_data: Callable[[bytes], None]) -> int:
-        """The whole log so far: the local copy, then what the host has beyond it.
-        Returns how many bytes were delivered."""
+    async def read(self, label: str, on_data: Callable[[bytes], None], offset: int = 0) -> int:
+        """The whole log so far from byte ``offset``: the local copy, then what the
+        host has beyond it. Returns the offset after the last byte delivered."""
         record = self.store.get(label)
         log = LocalLog(record.label)
-        offset = 0
-        for chunk in log.chunks():
-            offset += len(chunk)
+        at = offset
+        for chunk in log.chunks(offset):
+            at += len(chunk)
             on_data(chunk)
         if log.compressed or record.pid is None:
-            return offset
+            return at
         host = await self.host(record.host)
-        async for chunk in remote.read(host, record.jobs_dir, record.label, offset):
-            offset += len(chunk)
+        async for chunk in remote.read(host, record.jobs_dir, record.label, at):
+            at += len(chunk)
             on_data(chunk)
-        return offset
+        return at
 
     # -- kill, rerun ------------------------------------------------------------
 

@@ -72,7 +72,7 @@ async def watch_host(
         try:
             async with asyncio.timeout(timeout):
                 await host.connect()
-            async for result in _watch_connected(host, interval, timeout):
+            async for result in watch_connected(host, interval, timeout):
                 if result.state is HostState.UP:
                     delay = retry
                 yield result
@@ -84,7 +84,7 @@ async def watch_host(
         delay = min(2 * delay, retry_max)
 
 
-async def _watch_connected(host: Host, interval: float, timeout: float) -> AsyncIterator[ProbeResult]:
+async def watch_connected(host: Host, interval: float, timeout: float) -> AsyncIterator[ProbeResult]:
     """Samples of a connected host as ``up`` results, a ``degraded`` one while
     they are late; ends by raising when the probe or the connection fails."""
     spec, late = host.spec, 3 * interval

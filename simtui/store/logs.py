@@ -73,15 +73,23 @@ class LocalLog:
             self._lock = None
 
     def compress(self) -> None:
-        """Gzip the finished log (atomically: the plain file goes only once the .gz is whole)."""
-        self.close()
-        if not self.path.exists():
-            return
-        tmp = self.gz_path.with_suffix(".gz.tmp")
-        with open(self.path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
-            shutil.copyfileobj(src, dst, READ_CHUNK)
-        os.replace(tmp, self.gz_path)
-        self.path.unlink()
+        """Gzip the finished log (atomically: the plain file goes only once the .gz is
+        whole), then give up the claim. Only the writer (claim()) may: two processes
+        never compress one log at once."""
+        if self._lock is None:
+            raise RuntimeError(f"{self.path}: compress() needs the claim")
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            if self.path.exists():
+                tmp = self.gz_path.with_suffix(".gz.tmp")
+                with open(self.path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
+                    shutil.copyfileobj(src, dst, READ_CHUNK)
+                os.replace(tmp, self.gz_path)
+                self.path.unlink()
+        finally:
+            self.close()
 
     def tail(self, limit: int) -> tuple[int, bytes]:
         """The last ``limit`` bytes (or fewer) and where they start. A compressed copy

@@ -1,0 +1,474 @@
+"""The one client of the simtui server: the CLI, the dashboard and the library
+(``simtui.connect()``) all talk through it.
+
+``connect()`` starts the server (detached, as build daemons do) when none serves
+this ``$SIMTUI_HOME``, and restarts an idle one of another version or config. A
+stream that loses the server (it was killed) reconnects, which starts a new one,
+and resumes where it stopped: every log byte arrives once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import itertools
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from simtui.config import config_identity, simtui_home
+from simtui.errors import SimtuiError, UsageError
+from simtui.model import JobSpec, Needs, ProcessInfo, Record
+from simtui.server import protocol
+from simtui.server.protocol import PROTOCOL, ServerGone
+
+START_TIMEOUT = 20.0  # seconds for a new server to listen
+RECONNECT = (0.1, 0.5, 1.0, 2.0)  # seconds between tries to reach a server that went away
+
+OnData = Callable[[bytes], None]
+Progress = Callable[[int, int], None]
+
+
+class ServerNotRunning(SimtuiError):
+    """No server serves this home (and the caller asked not to start one)."""
+
+
+def _server_argv(config_file: str | None) -> list[str]:
+    argv = [sys.executable, "-m", "simtui"]
+    if config_file:
+        argv += ["--config", str(Path(config_file).expanduser().resolve())]
+    return argv + ["server", "run"]
+
+
+def start_server(config_file: str | None) -> subprocess.Popen:
+    """The server, detached: its own session, no terminal, output to its log."""
+    home = protocol.private_dir(simtui_home())
+    with open(home / "server.log", "ab") as out:
+        return subprocess.Popen(_server_argv(config_file), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+
+async def _dial(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    try:
+        return await asyncio.open_unix_connection(str(path), limit=protocol.LIMIT)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except PermissionError:
+        raise SimtuiError(f"{path}: permission denied (the simtui server of another user?)") from None
+
+
+def _log_tail(lines: int = 5) -> str:
+    try:
+        text = (simtui_home() / "server.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+class Client:
+    """A connection to the server. Requests may run side by side on it."""
+
+    def __init__(self, config_file: str | None = None, *, start: bool = True) -> None:
+        self.config_file = config_file
+        self.start = start
+        self.identity = config_identity(config_file)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Queue] = {}
+        self._ids = itertools.count(1)
+        self._dispatch: asyncio.Task | None = None
+        self.server_pid: int | None = None
+
+    # -- the connection ----------------------------------------------------------------
+
+    async def open(self) -> Client:
+        path = protocol.socket_path(simtui_home())
+        for attempt in range(2):
+            streams = await _dial(path)
+            if streams is None:
+                if not self.start:
+                    raise ServerNotRunning(f"no simtui server serves {simtui_home()}")
+                streams = await self._start(path)
+            self._attach(*streams)
+            hello = await self.request("hello", version=PROTOCOL, config=self.identity)
+            if hello["version"] == PROTOCOL and hello["config"] == self.identity:
+                self.server_pid = hello["pid"]
+                return self
+            if hello["clients"] > 1 or attempt:
+                await self.close()
+                raise UsageError(
+                    f"a simtui server of another {'version' if hello['version'] != PROTOCOL else 'config'} "
+                    f"serves {simtui_home()} (pid {hello['pid']}, {hello['config']}) and has clients: "
+                    "close them, or `simtui server stop`")
+            await self.request("stop")  # idle but for us: make way for ours
+            await self._wait_closed()
+            await self._gone(path)
+        raise AssertionError("unreachable")
+
+    async def _start(self, path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        proc = start_server(self.config_file)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            streams = await _dial(path)
+            if streams is not None:
+                return streams
+            if proc.poll() is not None:  # it lost the race to another one, or failed
+                streams = await _dial(path)
+                if streams is not None:
+                    return streams
+                if proc.returncode != 0:
+                    raise SimtuiError(f"the simtui server did not start (exit {proc.returncode}): {_log_tail()}")
+            await asyncio.sleep(0.05)
+        raise SimtuiError(f"the simtui server did not listen within {START_TIMEOUT:g}s: {_log_tail()}")
+
+    async def _gone(self, path: Path) -> None:
+        """Wait until the old server no longer answers."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            streams = await _dial(path)
+            if streams is None:
+                return
+            streams[1].close()
+            await asyncio.sleep(0.05)
+
+    def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._dispatch = asyncio.create_task(self._read_all(reader))
+
+    async def _read_all(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await protocol.read(reader)) is not None:
+                queue = self._pending.get(message.get("id"))
+                if queue is not None:
+                    queue.put_nowait(message)
+        finally:
+            for queue in self._pending.values():
+                queue.put_nowait(None)
+
+    async def _wait_closed(self) -> None:
+        if self._dispatch is not None:
+            await asyncio.gather(self._dispatch, return_exceptions=True)
+        await self.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._dispatch is not None:
+            self._dispatch.cancel()
+            await asyncio.gather(self._dispatch, return_exceptions=True)
+        self._writer = self._dispatch = None
+
+    async def reconnect(self) -> None:
+        """After the server went away: reach it again (a new one starts), with a
+        short backoff while the old one's lock is released."""
+        await self.close()
+        for delay in (*RECONNECT, None):
+            try:
+                await self.open()
+                return
+            except SimtuiError:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def __aenter__(self) -> Client:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def request(self, op: str, on_event: Callable[[dict[str, Any]], None] | None = None, **args: Any) -> Any:
+        """Send a request; events of its stream go to ``on_event``; returns its result."""
+        if self._writer is None:
+            raise ServerGone("not connected to the simtui server")
+        ident = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pending[ident] = queue
+        try:
+            self._writer.write(protocol.encode({"id": ident, "op": op, "args": args}))
+            await self._writer.drain()
+            while True:
+                message = await queue.get()
+                if message is None:
+                    raise ServerGone("the simtui server went away")
+                if "event" in message:
+                    if on_event is not None:
+                        on_event(message["event"])
+                elif "error" in message:
+                    raise protocol.to_error(message["error"])
+                else:
+                    return message.get("result")
+        except ConnectionError:
+            raise ServerGone("the simtui server went away") from None
+        finally:
+            self._pending.pop(ident, None)
+
+    async def stream(self, op: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+        """The events of a subscription (hosts, jobs), until the caller stops."""
+        queue: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(self.request(op, on_event=queue.put_nowait, **args))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            task.result()  # raises what ended it
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    @staticmethod
+    def _progress(progress: Progress | None) -> Callable[[dict[str, Any]], None] | None:
+        if progress is None:
+            return None
+        return lambda event: progress(*event["progress"]) if "progress" in event else None
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, progress: Progress | None = None) -> Record:
+        return Record.from_dict(await self.request("submit", self._progress(progress), spec=spec.to_dict()))
+
+    async def run(self, command: str | Sequence[str], *, host: str | None = None, needs: Needs | None = None,
+                  params: dict[str, Any] | None = None, params_file: str | None = None, sync: bool = False,
+                  project: str | os.PathLike | None = None, tags: Sequence[str] = (), reason: str | None = None,
+                  workdir: str | None = None, after: str | None = None, inputs: Sequence[str] = (),
+                  outputs_dir: str | None = None, progress: Progress | None = None) -> Record:
+        """Launch a job, as `simtui run` does: ``command`` is an argv (a string is
+        split as a shell would); ``params`` override those of ``params_file``."""
+        from simtui.engine.project import find_project
+        from simtui.params import load_params, params_format
+
+        argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
+        merged = load_params(params_file) if params_file else {}
+        merged.update(params or {})
+        root = str(Path(project).resolve()) if project else (str(find_project().root) if sync else None)
+        spec = JobSpec(argv=argv, host=host, needs=needs or Needs(), workdir=workdir, tags=tuple(tags),
+                       reason=reason, params=merged, after=after, inputs=tuple(inputs), outputs_dir=outputs_dir,
+                       params_file=params_file, params_format=params_format(params_file), sync=sync,
+                       project_root=root)
+        return await self.submit(spec, progress)
+
+    async def kill(self, label: str) -> Record:
+        return Record.from_dict(await self.request("kill", label=label))
+
+    async def rerun(self, label: str, host: str | None = None, progress: Progress | None = None) -> Record:
+        return Record.from_dict(await self.request("rerun", self._progress(progress), label=label, host=host))
+
+    async def reproduce(self, label: str, host: str | None = None, on_data: OnData | None = None,
+                        progress: Progress | None = None) -> tuple[Record, dict[str, Any]]:
+        """Rerun, wait, compare outputs: the rerun's record and the verdict."""
+
+        def on_event(event: dict[str, Any]) -> None:
+            if "data" in event and on_data is not None:
+                on_data(protocol.unpack(event["data"]))
+            elif "progress" in event and progress is not None:
+                progress(*event["progress"])
+
+        result = await self.request("reproduce", on_event, label=label, host=host)
+        return Record.from_dict(result["record"]), result["verdict"]
+
+    async def outputs(self, label: str, pull_to: str | os.PathLike | None = None) -> tuple[Record, list[dict]]:
+        result = await self.request("outputs", label=label,
+                                    pull_to=str(Path(pull_to).resolve()) if pull_to is not None else None)
+        return Record.from_dict(result["record"]), result["outputs"]
+
+    def record(self, label: str) -> Record:
+        """A record as stored (read straight from the database)."""
+        from simtui.store import Store
+
+        store = Store.open()
+        try:
+            return store.get(label)
+        finally:
+            store.close()
+
+    # -- logs -----------------------------------------------------------------------------
+
+    async def read(self, label: str, on_data: OnData, offset: int = 0) -> int:
+        """The log so far from byte ``offset``; returns the offset after it."""
+
+        def on_event(event: dict[str, Any]) -> None:
+            if "data" in event:
+                on_data(protocol.unpack(event["data"]))
+
+        return (await self.request("read", on_event, label=label, offset=offset))["offset"]
+
+    async def follow(self, label: str, on_data: OnData | None = None, offset: int = 0,
+                     tail: int | None = None, on_start: Callable[[int], None] | None = None) -> Record:
+        """The log from byte ``offset`` until the job ends; through a server that
+        goes away (a new one is started), every byte once. Returns the finished record.
+        With ``tail``: only the last ``tail`` bytes held so far, then on; ``on_start``
+        hears where they start."""
+        at = offset
+
+        def on_event(event: dict[str, Any]) -> None:
+            nonlocal at, tail
+            if "start" in event:
+                at, tail = event["start"], None  # a resumed stream goes on from where this one got to
+                if on_start is not None:
+                    on_start(at)
+            elif "data" in event:
+                data = protocol.unpack(event["data"])
+                at += len(data)
+                if on_data is not None:
+                    on_data(data)
+
+        while True:
+            try:
+                result = await self.request("follow", on_event, label=label, offset=at, tail=tail)
+                return Record.from_dict(result["record"])
+            except ServerGone:
+                await self.reconnect()
+
+    async def lines(self, label: str) -> AsyncIterator[str]:
+        """The job's log line by line, from the start until it ends."""
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        task = asyncio.create_task(self.follow(label, queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        rest = b""
+        try:
+            while (data := await queue.get()) is not None:
+                *done, rest = (rest + data).split(b"\n")
+                for line in done:
+                    yield line.decode("utf-8", "replace")
+            if rest:
+                yield rest.decode("utf-8", "replace")
+            task.result()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- hosts, projects ---------------------------------------------------------------------
+
+    async def samples(self) -> AsyncIterator[dict[str, Any]]:
+        """Every host's state and samples (ProbeResult.to_dict), as they come."""
+        async for event in self.stream("hosts"):
+            yield event
+
+    async def jobs(self) -> AsyncIterator[dict[str, Any]]:
+        """Each record the server writes ({"record": ...}) and its notices ({"notice": ...})."""
+        async for event in self.stream("jobs"):
+            yield event
+
+    async def processes(self, host: str) -> list[ProcessInfo]:
+        return [ProcessInfo(**p) for p in await self.request("processes", host=host)]
+
+    async def sync(self, host: str | None = None, project: str | os.PathLike | None = None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+        return await self.request("sync", self._progress(progress), host=host, project_root=_root(project))
+
+    async def push(self, local: str | os.PathLike, remote: str, host: str | None = None,
+                   project: str | os.PathLike | None = None, progress: Progress | None = None) -> str:
+        return await self.request("push", self._progress(progress), local=str(Path(local).resolve()), remote=remote,
+                                  host=host, project_root=_root(project))
+
+    async def pull(self, remote: str, local: str | os.PathLike, host: str | None = None,
+                   project: str | os.PathLike | None = None, progress: Progress | None = None) -> str:
+        return await self.request("pull", self._progress(progress), remote=remote, local=str(Path(local).resolve()),
+                                  host=host, project_root=_root(project))
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request("status")
+
+    async def stop(self) -> dict[str, Any]:
+        return await self.request("stop")
+
+
+def _root(project: str | os.PathLike | None) -> str:
+    """The project's root: the checkout holding ``project`` (default: here)."""
+    from simtui.engine.project import find_project
+
+    return str(find_project(Path(project) if project else None).root)
+
+
+class SyncClient:
+    """The client for code that is not async (a notebook, a script): each call runs
+    on a private event loop in a thread of its own and returns its result; the
+    async iterators (``lines``, ``samples``, ``jobs``) become plain ones."""
+
+    def __init__(self, config_file: str | None = None, *, start: bool = True) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="simtui-client", daemon=True)
+        self._thread.start()
+        self._client = Client(config_file, start=start)
+        try:
+            self._call(self._client.open())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield self._call(anext(agen))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(agen.aclose())
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if inspect.iscoroutinefunction(attr):
+            return functools.wraps(attr)(lambda *args, **kwargs: self._call(attr(*args, **kwargs)))
+        if inspect.isasyncgenfunction(attr):
+            return functools.wraps(attr)(lambda *args, **kwargs: self._iterate(attr(*args, **kwargs)))
+        return attr
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._call(self._client.close())
+            self._stop_loop()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class connect:  # noqa: N801 - used as a function: simtui.connect()
+    """The library's way in: ``async with simtui.connect() as client`` (a Client),
+    or ``with simtui.connect() as client`` (a SyncClient) in code that is not async.
+    ``config``: a config file (default: as the CLI finds it)."""
+
+    def __init__(self, config: str | os.PathLike | None = None, *, start: bool = True) -> None:
+        self.config = str(config) if config is not None else None
+        self.start = start
+        self._client: Client | None = None
+        self._sync: SyncClient | None = None
+
+    async def __aenter__(self) -> Client:
+        self._client = await Client(self.config, start=self.start).open()
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def __enter__(self) -> SyncClient:
+        self._sync = SyncClient(self.config, start=self.start)
+        return self._sync
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sync is not None:
+            self._sync.close()

@@ -1,0 +1,253 @@
+"""The server's state and its loops: one per host (connection, state, samples,
+reconcile), one for the queue, one follower per active job, and the idle clock.
+
+No failure inside a loop stops it: each catches, logs, tells attached clients (a
+notice), backs off and goes on. Clients read what the loops publish through
+subscriptions (``Topic``): host views, job changes and notices, log bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from simtui.config import Config
+from simtui.engine.jobs import Engine
+from simtui.engine.sampler import watch_connected
+from simtui.engine.status import failure_reason
+from simtui.errors import HostError, SimtuiError
+from simtui.model import HostSpec, HostState, JobState, ProbeResult, Record
+from simtui.store import Store
+
+log = logging.getLogger("simtui.server")
+RETRY, RETRY_MAX = 1.0, 30.0  # seconds between attempts to reach a host that is down: one capped backoff
+PLACEMENT_WAIT = 5.0  # seconds placement waits for fresh samples
+
+
+class Topic:
+    """Subscribers, each with a queue of what was published since it last looked."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue] = set()
+
+    def publish(self, item: Any) -> None:
+        for queue in self.queues:
+            queue.put_nowait(item)
+
+    @contextlib.contextmanager
+    def subscribe(self):
+        queue: asyncio.Queue = asyncio.Queue()
+        self.queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self.queues.discard(queue)
+
+
+class Hub:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config, self.store = config, store
+        self.engine = Engine(config, store)
+        self.engine.on_change = self._changed
+        self.engine.probe = self.fresh_samples
+        self.interval = config.defaults.interval
+        self.views: dict[str, ProbeResult] = {
+            h.name: ProbeResult(h, None, None, HostState.CONNECTING) for h in config.hosts}
+        self.hosts = Topic()  # ProbeResult: a host's state or sample
+        self.jobs = Topic()  # {"record": ...} or {"notice": ...}
+        self.logs: dict[str, Topic] = {}  # label -> bytes, then the finished Record
+        self.followers: dict[str, asyncio.Task] = {}
+        self.wake = asyncio.Event()  # the queue loop looks again now
+        self.host_wake = {h.name: asyncio.Event() for h in config.hosts}
+        self.sampling_until = 0.0  # monotonic: placement wants samples until then
+        self.clients = 0
+        self.idle_since = time.monotonic()
+        self.stopping = asyncio.Event()
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, idle: float) -> None:
+        tasks = [asyncio.create_task(self._host_loop(spec), name=f"host {spec.name}") for spec in self.config.hosts]
+        tasks += [asyncio.create_task(self._queue_loop(), name="queue"),
+                  asyncio.create_task(self._idle_loop(idle), name="idle")]
+        try:
+            await self.stopping.wait()
+        finally:
+            tasks += self.followers.values()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.engine.close()
+
+    def notice(self, text: str) -> None:
+        """Something went wrong in a loop: logged, and told to attached clients."""
+        log.warning("%s", text)
+        self.jobs.publish({"notice": text})
+
+    async def _nap(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+    # -- hosts -------------------------------------------------------------------------
+
+    def sampling(self) -> bool:
+        return bool(self.hosts.queues) or time.monotonic() < self.sampling_until
+
+    def _view(self, result: ProbeResult) -> None:
+        old = self.views[result.spec.name]
+        if result.sample is None and result.state is HostState.UP and old.sample is not None:
+            result = ProbeResult(result.spec, old.sample, old.facts, result.state, result.reason)
+        self.views[result.spec.name] = result
+        self.hosts.publish(result)
+
+    async def _host_loop(self, spec: HostSpec) -> None:
+        """Keep the host's one connection: up, down (retried with a capped backoff),
+        samples while someone wants them, its active jobs reconciled each interval."""
+        name, delay = spec.name, RETRY
+        timeout = self.config.defaults.timeout
+        while True:
+            try:
+                self._view(ProbeResult(spec, None, None, HostState.CONNECTING))
+                try:
+                    host = await self.engine.host(name)
+                except (HostError, TimeoutError) as err:
+                    reason = failure_reason(err, timeout)
+                    self._view(ProbeResult(spec, None, None, HostState.DOWN, reason))
+                    self.engine.notifier.host_state(name, HostState.DOWN, reason)
+                    await self.engine.pool.drop(name)
+                    await self._nap(self.host_wake[name], delay)
+                    delay = min(2 * delay, RETRY_MAX)
+                    continue
+                delay = RETRY
+                self.engine.notifier.host_state(name, HostState.UP)
+                self._view(ProbeResult(spec, None, None, HostState.UP))
+                await self._while_up(spec, host)
+                await self.engine.pool.drop(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a loop never dies
+                log.exception("host loop %s", name)
+                self.notice(f"{name}: {err}")
+                await self.engine.pool.drop(name)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RETRY_MAX)
+
+    async def _while_up(self, spec: HostSpec, host: Any) -> None:
+        """Until the connection is lost: samples while wanted, reconcile each interval."""
+        sampler: asyncio.Task | None = None
+        try:
+            while host.connected:
+                if self.sampling() and sampler is None:
+                    sampler = asyncio.create_task(self._sample(spec, host))
+                elif not self.sampling() and sampler is not None:
+                    sampler.cancel()
+                    await asyncio.gather(sampler, return_exceptions=True)
+                    sampler = None
+                if sampler is not None and sampler.done():
+                    failed = sampler.exception()
+                    sampler = None
+                    if failed is not None and host.connected:
+                        self._view(ProbeResult(spec, None, None, HostState.DEGRADED, str(failed)))
+                if self.engine.active(spec.name):
+                    try:
+                        await self.engine.reconcile(spec.name)
+                    except HostError as err:
+                        log.info("%s: %s", spec.name, err)
+                        return
+                await self._nap(self.host_wake[spec.name], self.interval)
+        finally:
+            if sampler is not None:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
+
+    async def _sample(self, spec: HostSpec, host: Any) -> None:
+        async for result in watch_connected(host, self.interval, self.config.defaults.timeout):
+            self._view(result)
+
+    async def fresh_samples(self, specs: list[HostSpec], timeout: float) -> list[ProbeResult]:
+        """Placement's view of the hosts: their latest samples, waiting a little for
+        the first ones where sampling was not running."""
+        asked = time.time()
+        self.sampling_until = time.monotonic() + 60
+        for event in self.host_wake.values():
+            event.set()
+        deadline = time.monotonic() + min(timeout, PLACEMENT_WAIT)
+
+        def ready(view: ProbeResult) -> bool:
+            return view.state is HostState.DOWN or (view.sample is not None and view.sample.time >= asked - self.interval)
+
+        with self.hosts.subscribe() as queue:
+            while not all(ready(self.views[s.name]) for s in specs) and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.get(), deadline - time.monotonic())
+        return [self.views[s.name] for s in specs]
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def _changed(self, record: Record) -> None:
+        self.jobs.publish({"record": record.to_dict()})
+        if record.state.finished or record.state is JobState.RUNNING:
+            self.wake.set()
+
+    async def _queue_loop(self) -> None:
+        """Start what may start, and give every running job its follower: each
+        interval, and at once when a job ends (its slot is free again)."""
+        while True:
+            try:
+                await self.engine.schedule()
+                for record in self.engine.active():
+                    if record.state is JobState.RUNNING and record.label not in self.followers:
+                        self.followers[record.label] = asyncio.create_task(self._follow(record.label))
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a loop never dies
+                log.exception("queue loop")
+                self.notice(f"queue: {err}")
+                await asyncio.sleep(RETRY)
+            await self._nap(self.wake, self.interval)
+
+    async def _follow(self, label: str) -> None:
+        """The one follower of a job: local copy, log_tail, compression; its bytes go
+        to whoever subscribed to its log."""
+        topic = self.logs.setdefault(label, Topic())
+        try:
+            record = await self.engine.follow(label, topic.publish)
+            topic.publish(record)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the next pass starts another
+            log.exception("follower %s", label)
+            self.notice(f"{label}: {err}")
+        finally:
+            self.followers.pop(label, None)
+            if not topic.queues:
+                self.logs.pop(label, None)
+            self.wake.set()
+
+    def active_work(self) -> bool:
+        return bool(self.engine.active()) or next(self.store.find(state=JobState.QUEUED, limit=1), None) is not None
+
+    async def _idle_loop(self, idle: float) -> None:
+        """Stop once no client is attached and no job is queued, starting or
+        running, for ``idle`` seconds."""
+        while True:
+            await asyncio.sleep(min(1.0, idle / 4))
+            try:
+                busy = self.clients > 0 or self.active_work()
+            except SimtuiError as err:
+                self.notice(str(err))
+                busy = True
+            if busy:
+                self.idle_since = time.monotonic()
+            elif time.monotonic() - self.idle_since >= idle:
+                log.info("idle for %gs: exiting", idle)
+                self.stopping.set()
+                return
+
+    def subscribed_log(self, label: str) -> Topic | None:
+        """The topic of a job's live bytes while it has a follower."""
+        return self.logs.get(label) if label in self.followers else None

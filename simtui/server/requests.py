@@ -1,0 +1,232 @@
+"""What a client may ask of the server: one ``op_<name>`` per request.
+
+Each takes ``event`` (an async function that sends a piece of a stream to the
+client) and the request's arguments, and returns the result (JSON-ready). A
+SimtuiError goes back to the client with its message and exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from simtui.engine import outputs
+from simtui.engine.project import Project, find_project
+from simtui.errors import UsageError
+from simtui.hosts import processes
+from simtui.model import HostKind, JobSpec, Record
+from simtui.server.hub import Hub
+from simtui.server.protocol import DATA_CHUNK, PROTOCOL, pack
+from simtui.store.logs import LocalLog
+
+Event = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Requests:
+    def __init__(self, hub: Hub, config_id: str) -> None:
+        self.hub, self.config_id = hub, config_id
+        self.engine, self.store = hub.engine, hub.store
+        self.started = time.time()
+
+    # -- the server itself ----------------------------------------------------------
+
+    async def op_hello(self, event: Event, version: int, config: str | None = None) -> dict[str, Any]:
+        return {"version": PROTOCOL, "pid": os.getpid(), "config": self.config_id, "clients": self.hub.clients}
+
+    async def op_status(self, event: Event) -> dict[str, Any]:
+        hub = self.hub
+        return {
+            "version": PROTOCOL, "pid": os.getpid(), "started": self.started, "config": self.config_id,
+            "clients": hub.clients, "hosts": [view.to_dict() for view in hub.views.values()],
+            "active": [r.label for r in self.engine.active()], "followers": sorted(hub.followers),
+        }
+
+    async def op_stop(self, event: Event) -> dict[str, Any]:
+        asyncio.get_running_loop().call_later(0.05, self.hub.stopping.set)
+        return {"pid": os.getpid()}
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def _progress(self, event: Event) -> Callable[[int, int], None]:
+        """A progress callback (called from worker threads too) that sends events."""
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - last[0] < 0.1:
+                return
+            last[0] = now
+            asyncio.run_coroutine_threadsafe(event({"progress": [done, total]}), loop)
+
+        return progress
+
+    def _done(self, record: Record) -> dict[str, Any]:
+        self.hub.wake.set()
+        return record.to_dict()
+
+    # A launch or a kill goes on to its end when the client that asked goes away
+    # (shielded): a record is never left half-written by a client's Ctrl-C.
+
+    async def op_submit(self, event: Event, spec: dict[str, Any]) -> dict[str, Any]:
+        launch = self.engine.submit(JobSpec.from_dict(spec), progress=self._progress(event))
+        return self._done(await asyncio.shield(launch))
+
+    async def op_rerun(self, event: Event, label: str, host: str | None = None) -> dict[str, Any]:
+        return self._done(await asyncio.shield(self.engine.rerun(label, host, progress=self._progress(event))))
+
+    async def op_kill(self, event: Event, label: str) -> dict[str, Any]:
+        return self._done(await asyncio.shield(self.engine.kill(label)))
+
+    async def op_reproduce(self, event: Event, label: str, host: str | None = None) -> dict[str, Any]:
+        """Rerun, stream its log to the end, compare outputs; the verdict is kept."""
+        original = self.store.get(label)
+        rerun = await asyncio.shield(self.engine.rerun(original.label, host, progress=self._progress(event)))
+        self.hub.wake.set()
+        await event({"label": rerun.label})
+        finished = Record.from_dict((await self.op_follow(event, rerun.label, 0))["record"])
+        verdict = outputs.compare(original, finished)
+        record = self.engine._update(finished.label, reproduction=verdict)
+        return {"record": record.to_dict(), "verdict": verdict}
+
+    async def op_outputs(self, event: Event, label: str, pull_to: str | None = None) -> dict[str, Any]:
+        record, found = await self.engine.outputs(label, Path(pull_to) if pull_to else None)
+        return {"record": record.to_dict(), "outputs": [o.to_dict() for o in found]}
+
+    # -- logs --------------------------------------------------------------------------
+
+    async def op_read(self, event: Event, label: str, offset: int = 0) -> dict[str, Any]:
+        """The log so far, from byte ``offset``."""
+        sent = await self._send_all(event, lambda on_data: self.engine.read(label, on_data, offset))
+        return {"offset": sent, "record": self.store.get(label).to_dict()}
+
+    async def _send_all(self, event: Event, produce: Callable[[Callable[[bytes], None]], Awaitable[int]]) -> int:
+        """Bytes from ``produce(on_data)`` sent as data events, in order."""
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            while (data := await queue.get()) is not None:
+                for i in range(0, len(data), DATA_CHUNK):
+                    await event({"data": pack(data[i : i + DATA_CHUNK])})
+
+        sender = asyncio.create_task(pump())
+        try:
+            result = await produce(queue.put_nowait)
+        finally:
+            queue.put_nowait(None)
+            await sender
+        return result
+
+    async def op_follow(self, event: Event, label: str, offset: int = 0, tail: int | None = None) -> dict[str, Any]:
+        """The log from byte ``offset`` (with ``tail``: the last ``tail`` bytes of the
+        local copy, said first as ``{"start": offset}``) until the job ends: the
+        local copy, then live bytes from the job's one follower; every byte once."""
+        label = self.store.resolve(label)
+        if tail is not None:
+            offset = max(await asyncio.to_thread(LocalLog(label).size) - tail, 0)
+            await event({"start": offset})
+        while True:
+            topic = self.hub.subscribed_log(label)
+            if topic is not None:
+                with topic.subscribe() as queue:
+                    held = LocalLog(label).size()  # what the copy holds when live bytes start to queue
+                    if offset < held:
+                        await self._send_all(event, lambda on_data: self._local(label, offset, held, on_data))
+                    offset = max(offset, held)
+                    at = held
+                    while True:
+                        item = await queue.get()
+                        if isinstance(item, Record):
+                            return {"record": item.to_dict(), "offset": offset}
+                        if at + len(item) > offset:
+                            await self._send_bytes(event, item[max(offset - at, 0):])
+                            offset = at + len(item)
+                        at += len(item)
+            record = self.store.get(label)
+            if record.state.finished:
+                offset = await self._send_all(event, lambda on_data: self.engine.read(label, on_data, offset))
+                return {"record": self.store.get(label).to_dict(), "offset": offset}
+            self.hub.wake.set()  # queued or starting: wait for its follower
+            with self.hub.jobs.subscribe() as changes:
+                if self.hub.subscribed_log(label) is None:
+                    try:
+                        await asyncio.wait_for(changes.get(), self.hub.interval)
+                    except TimeoutError:
+                        pass
+
+    async def _local(self, label: str, start: int, end: int, on_data: Callable[[bytes], None]) -> int:
+        at = start
+        for chunk in LocalLog(label).chunks(start):
+            chunk = chunk[: end - at]
+            if chunk:
+                on_data(chunk)
+            at += len(chunk)
+            if at >= end:
+                break
+        return at
+
+    async def _send_bytes(self, event: Event, data: bytes) -> None:
+        for i in range(0, len(data), DATA_CHUNK):
+            await event({"data": pack(data[i : i + DATA_CHUNK])})
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    async def op_hosts(self, event: Event) -> None:
+        """Every host's state and samples: the current views, then each change."""
+        with self.hub.hosts.subscribe() as queue:
+            for wake in self.hub.host_wake.values():
+                wake.set()  # sampling starts now
+            for view in list(self.hub.views.values()):
+                await event(view.to_dict())
+            while True:
+                await event((await queue.get()).to_dict())
+
+    async def op_jobs(self, event: Event) -> None:
+        """Each record the server writes, and its notices."""
+        with self.hub.jobs.subscribe() as queue:
+            await event({"attached": True})
+            while True:
+                await event(await queue.get())
+
+    # -- hosts and projects -----------------------------------------------------------------
+
+    async def op_processes(self, event: Event, host: str) -> list[dict[str, Any]]:
+        on = await self.engine.host(host)
+        return [p.__dict__ for p in await processes.top(on)]
+
+    def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
+        project = Project(Path(project_root)) if project_root else find_project()
+        if host is None:
+            ssh = [h.name for h in self.hub.config.hosts if h.kind is HostKind.SSH]
+            if len(ssh) != 1:
+                raise UsageError("give --host HOST" + (f" (one of {', '.join(ssh)})" if ssh else ""))
+            host = ssh[0]
+        self.hub.config.host(host)
+        return project, host
+
+    async def op_sync(self, event: Event, project_root: str | None = None, host: str | None = None) -> dict[str, Any]:
+        from simtui.engine.sync import sync
+
+        project, name = self._project_host(project_root, host)
+        return (await sync(await self.engine.host(name), project, self._progress(event))).to_dict()
+
+    async def op_push(self, event: Event, local: str, remote: str, project_root: str | None = None,
+                      host: str | None = None) -> str:
+        from simtui.engine.transfer import push
+
+        project, name = self._project_host(project_root, host)
+        on = await self.engine.host(name)
+        rel = await push(on, project, Path(local), remote, self._progress(event))
+        return f"{name}:{project.folder(on.spec)}/{rel}"
+
+    async def op_pull(self, event: Event, remote: str, local: str, project_root: str | None = None,
+                      host: str | None = None) -> str:
+        from simtui.engine.transfer import pull
+
+        project, name = self._project_host(project_root, host)
+        return str(await pull(await self.engine.host(name), project, remote, Path(local), self._progress(event)))
+

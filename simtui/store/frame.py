@@ -1,0 +1,202 @@
+"""Records as flat rows: one dict a record, for a CSV file, a script or a pandas DataFrame.
+
+A flat row mixes a run's metadata, its parameters and what it produced in one place
+(Sumatra's "parameters, metadata and output data in a dataframe"): the record's scalar
+fields, a few ``git.`` and ``env.`` facts, ``outputs.count``, whether a reproduction
+reproduced, and one ``params.<dotted.path>`` column a parameter. ``simtui.records()``
+returns such rows (or a DataFrame of them); ``simtui export --format csv`` writes them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simtui.errors import UsageError
+from simtui.model import JobState, Record
+from simtui.store.db import default_path
+from simtui.store.diff import flatten
+from simtui.store.records import Store, parse_since
+
+if TYPE_CHECKING:
+    import pandas
+
+# Every flat row has these keys, in this order; the ``params.`` columns follow them.
+COLUMNS = (
+    "label", "state", "host", "command", "workdir", "project", "exit_code",
+    "created", "started", "ended", "duration", "tags",
+    "git.commit", "git.branch", "git.dirty", "git.tree_sha256",
+    "env.python", "env.hostname", "env.packages_sha256",
+    "outputs.count", "peak_rss", "peak_gpu_mem", "repeat_of", "reason", "notes", "reproduced",
+)
+TIMES = ("created", "started", "ended")
+PARAMS = "params."
+NO_PANDAS = "pandas is not installed (pip install pandas)"
+
+# DataFrame column types where pandas' guess would be worse (ints with a gap become floats)
+_DTYPES = {"exit_code": "Int64", "outputs.count": "Int64", "peak_rss": "Int64", "peak_gpu_mem": "Int64",
+           "duration": "float64", "git.dirty": "boolean", "reproduced": "boolean"}
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC (``2023-11-14T22:13:20+00:00``); None stays None."""
+    return None if seconds is None else utc_time(seconds).isoformat()
+
+
+def utc_time(seconds: float | None) -> datetime | None:
+    """Unix seconds as a timezone-aware datetime in UTC; None stays None."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def flat_record(record: Record, when: Callable[[float | None], Any] = iso_time) -> dict[str, Any]:
+    """The record as one flat row: the keys of COLUMNS, then ``params.<path>`` for each of
+    its parameters (nested ones by dotted path, see diff.flatten). ``when`` turns the
+    created, started and ended times (unix seconds) into what the row holds."""
+    git = record.git or {}
+    env = record.environment or {}
+    row: dict[str, Any] = {
+        "label": record.label,
+        "state": JobState(record.state).value,
+        "host": record.host,
+        "command": record.command,
+        "workdir": record.workdir,
+        "project": record.project,
+        "exit_code": record.exit_code,
+        **{name: when(getattr(record, name)) for name in TIMES},
+        "duration": record.duration,
+        "tags": list(record.tags),
+        "git.commit": git.get("commit"),
+        "git.branch": git.get("branch"),
+        "git.dirty": git.get("dirty"),
+        "git.tree_sha256": git.get("tree_sha256"),
+        "env.python": env.get("python"),
+        "env.hostname": env.get("hostname"),
+        "env.packages_sha256": env.get("packages_sha256"),
+        "outputs.count": len(record.outputs or ()),
+        "peak_rss": record.peak_rss,
+        "peak_gpu_mem": record.peak_gpu_mem,
+        "repeat_of": record.repeat_of,
+        "reason": record.reason,
+        "notes": record.notes,
+        "reproduced": (record.reproduction or {}).get("reproduced"),
+    }
+    row.update((PARAMS + path, value) for path, value in flatten(record.params or {}).items())
+    return row
+
+
+def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """COLUMNS, then every ``params.`` column of ``rows`` in order of first appearance."""
+    params: dict[str, None] = {}
+    for row in rows:
+        params.update((name, None) for name in row if name.startswith(PARAMS))
+    return [*COLUMNS, *params]
+
+
+def data_frame(rows: list[dict[str, Any]], pd: Any = None) -> pandas.DataFrame:
+    """A DataFrame of flat rows (made with ``when=utc_time``): one row a record, every
+    column of ``columns(rows)``; times are datetime64 in UTC, counts and sizes nullable
+    Int64, ``git.dirty`` and ``reproduced`` nullable booleans, ``tags`` lists."""
+    if pd is None:
+        pd = importlib.import_module("pandas")
+    data: dict[str, Any] = {}
+    for name in columns(rows):
+        values = [row.get(name) for row in rows]
+        if name in TIMES:
+            data[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        elif name in _DTYPES:
+            data[name] = pd.Series(values, dtype=_DTYPES[name])
+        else:
+            data[name] = pd.Series(values, dtype=object if name == "tags" or not rows else None)
+    return pd.DataFrame(data, columns=list(data))
+
+
+def records(
+    tags: Iterable[str] | str = (),
+    state: JobState | str | None = None,
+    host: str | None = None,
+    search: str | None = None,
+    since: float | str | datetime | timedelta | None = None,
+    limit: int | None = None,
+    *,
+    home: str | Path | None = None,
+    frame: bool | None = None,
+) -> list[dict[str, Any]] | pandas.DataFrame:
+    """The records, newest first, each a flat row (see flat_record), with the filters of
+    ``simtui list``: every tag of ``tags``, ``state``, ``host``, full-text ``search``
+    (words or "quoted phrases" in command, tags, reason, notes), created ``since`` (unix
+    seconds, a datetime, a timedelta ago, or text as ``--since`` takes: ``2d``,
+    ``2024-05-01``), at most ``limit`` (None: all).
+
+    ``home`` is a simtui home folder (default ``$SIMTUI_HOME``); its ``records.db`` is only
+    read. ``frame``: None gives a pandas DataFrame when pandas can be imported, else a list
+    of dicts; True a DataFrame (UsageError without pandas); False the list. In the dicts
+    times are ISO 8601 strings in UTC; in the DataFrame timezone-aware datetimes.
+    """
+    pd = _pandas(frame)
+    filters = {"tags": (tags,) if isinstance(tags, str) else tuple(tags), "state": _state(state),
+               "host": host, "search": search, "since": _since(since), "limit": _limit(limit)}
+    path = _database(home)
+    rows: list[dict[str, Any]] = []
+    if path is not None:
+        when = utc_time if pd is not None else iso_time
+        store = Store.open(path)
+        try:
+            rows = [flat_record(record, when) for record in store.find(**filters)]
+        finally:
+            store.close()
+    return rows if pd is None else data_frame(rows, pd)
+
+
+def _pandas(frame: bool | None) -> Any:
+    """pandas when a DataFrame is wanted and to be had, else None."""
+    if frame is False:
+        return None
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        if frame:
+            raise UsageError(NO_PANDAS) from None
+        return None
+
+
+def _database(home: str | Path | None) -> Path | None:
+    """The records database to read: None when the default one has never been made (no
+    records yet; nothing is created); a ``home`` given without one is a mistake."""
+    if home is None:
+        path = default_path()
+        return path if path.is_file() else None
+    path = Path(home).expanduser() / "records.db"
+    if not path.is_file():
+        raise UsageError(f"{path}: no records database there (is {home} a simtui home?)")
+    return path
+
+
+def _state(state: JobState | str | None) -> JobState | None:
+    if state is None:
+        return None
+    try:
+        return JobState(state)
+    except ValueError:
+        choices = ", ".join(s.value for s in JobState)
+        raise UsageError(f"state: expected one of {choices}, got {state!r}") from None
+
+
+def _since(since: float | str | datetime | timedelta | None) -> float | None:
+    if since is None or isinstance(since, (int, float)) and not isinstance(since, bool):
+        return since
+    if isinstance(since, str):
+        return parse_since(since)
+    if isinstance(since, datetime):
+        return since.timestamp()  # a naive one is local time, as --since takes it
+    if isinstance(since, timedelta):
+        return datetime.now(timezone.utc).timestamp() - since.total_seconds()
+    raise UsageError(f"since: expected unix seconds, a datetime, a timedelta or text (2d, 2024-05-01), got {since!r}")
+
+
+def _limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise UsageError(f"limit: expected a count (0 or more) or None, got {limit!r}")
+    return limit

@@ -1,0 +1,182 @@
+"""The local simtui server: one owner of the truth that outlives every window.
+
+Against real sshd hosts, through the real command line and the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clirun import popen, simtui, simtui_json
+from sshd import IS_ROOT, wait_for
+
+
+@pytest.fixture
+def quick_config(lab, tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[defaults]\ninterval = 0.2\nkill_grace = 2\n" + lab.config_toml())
+    return path
+
+
+def server_pid(home: Path) -> int:
+    return int((home / "server.pid").read_text())
+
+
+def test_an_after_job_starts_with_no_client_open(quick_config, lab):
+    first = simtui("run", "--host", "h0", "--", "sh", "-c", "sleep 1; echo one", config=quick_config)
+    assert first.returncode == 0, first.stderr
+    second = simtui("run", "--host", "h1", "--after", first.stdout.strip(), "--", "echo", "two", config=quick_config)
+    label = second.stdout.strip()
+    assert simtui_json("show", label, config=quick_config)["state"] == "queued"
+    # no command runs now: the server starts it once the first has succeeded
+    record = wait_for(lambda: (r := simtui_json("show", label, config=quick_config))["state"] == "succeeded"
+                      and r["log_tail"] and r, timeout=60, what="the queued job to run and end")
+    assert record["log_tail"] == "two"
+
+
+def _sessions(port: int) -> int:
+    """Established TCP connections to an sshd port: one per SSH connection."""
+    return sum(1 for c in psutil.net_connections("tcp")
+               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def test_one_ssh_connection_per_host_for_dashboard_follower_and_list(quick_config, lab, simtui_env):
+    h1 = lab.hosts[1]
+    label = simtui("run", "--host", "h1", "--", "sh", "-c", "while :; do echo tick; sleep 0.2; done",
+                   config=quick_config).stdout.strip()
+    follower = popen("log", label, "--follow", config=quick_config)
+    watcher = popen("watch", config=quick_config)
+    try:
+        assert "watching" in watcher.stderr.readline()
+        assert follower.stdout.readline() == "tick\n"
+        assert simtui("list", config=quick_config).returncode == 0
+        wait_for(lambda: _sessions(h1.port) >= 1, what="the server's connection")
+        assert _sessions(h1.port) == 1  # the server's, shared by all of them
+        assert simtui("kill", label, config=quick_config).returncode == 0
+        assert follower.wait(timeout=60) == 1  # killed: the follower says so
+    finally:
+        for proc in (follower, watcher):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+    assert watcher.returncode == 0
+
+
+def test_kill_9_of_the_server_mid_job_loses_no_line_and_doubles_none(quick_config, lab, simtui_env):
+    script = "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); sleep 0.01; done"
+    label = simtui("run", "--host", "h0", "--", "sh", "-c", script, config=quick_config).stdout.strip()
+    follower = popen("log", label, "--follow", config=quick_config)
+    home = simtui_env / "home"
+    lines = []
+    try:
+        for _ in range(2):  # kill it twice, mid-stream
+            for _ in range(60):
+                lines.append(follower.stdout.readline())
+            os.kill(server_pid(home), signal.SIGKILL)
+        lines += follower.stdout.readlines()  # through the same buffer as readline: nothing skipped
+        follower.wait(timeout=120)
+        err = follower.stderr.read()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert lines == [f"line-{i}\n" for i in range(400)]
+    record = simtui_json("show", label, config=quick_config)
+    assert record["state"] == "succeeded" and record["log_tail"].endswith("line-399")
+
+
+def test_server_status_stop_and_log(quick_config):
+    assert simtui("server", "status", config=quick_config).returncode == 1
+    pid = int(simtui("server", "start", config=quick_config).stdout)
+    status = simtui_json("server", "status", config=quick_config)
+    assert status["pid"] == pid and {h["host"] for h in status["hosts"]} == {"local", "h0", "h1", "h2"}
+    assert "up" in simtui("server", "log", config=quick_config).stdout
+    assert simtui("server", "stop", config=quick_config).returncode == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_server_exits_when_idle(tmp_path):
+    config = tmp_path / "idle.toml"
+    config.write_text('[server]\nidle = "1s"\n')
+    pid = int(simtui("server", "start", config=config).stdout)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             timeout=30, what="the idle server to exit")
+
+
+def test_a_client_of_another_config_restarts_an_idle_server(quick_config, tmp_path):
+    first = int(simtui("server", "start", config=quick_config).stdout)
+    other = tmp_path / "other.toml"
+    other.write_text(quick_config.read_text() + "\n[server]\nidle = \"5m\"\n")
+    second = int(simtui("server", "start", config=other).stdout)
+    assert second != first
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs another Unix user (the tests run as root to make them)")
+async def _run_as(spec, argv):
+    from simtui.hosts import open_host
+
+    async with open_host(spec) as host:
+        return await host.check(argv)
+
+
+def test_another_unix_user_is_refused_at_the_socket(quick_config, lab, simtui_env):
+    simtui("server", "start", config=quick_config)
+    home = simtui_env / "home"
+    socket = next(iter([home / "server.sock"] if (home / "server.sock").exists() else
+                       Path(f"/tmp/simtui-{os.getuid()}").glob("*.sock")))
+    probe = textwrap.dedent(f"""
+        import socket, sys
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect({str(socket)!r})
+        except PermissionError:
+            print("refused")
+        else:
+            print("connected")
+    """)
+    # another Unix user of this machine: a lab host's, logged in over SSH
+    answer = asyncio.run(_run_as(lab.hosts[0].spec, ["python3", "-c", probe]))
+    assert answer.strip() == "refused"
+    assert oct((home).stat().st_mode & 0o777) == oct(0o700)
+
+
+LIBRARY = """
+import json, sys
+import simtui
+
+with simtui.connect(sys.argv[1]) as client:
+    record = client.run(["sh", "-c", "echo one; echo two"], host="h1", params={"alpha": 7}, tags=["lib"])
+    lines = list(client.lines(record.label))
+    final = client.record(record.label)
+print(json.dumps({"lines": lines, "state": final.state.value, "params": final.params,
+                  "frame": simtui.records(tags=["lib"], frame=False)[0]["params.alpha"]}))
+"""
+
+
+def test_a_python_snippet_runs_a_job_through_connect_and_reads_its_lines(quick_config, lab):
+    done = subprocess.run([sys.executable, "-c", LIBRARY, str(quick_config)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {"lines": ["one", "two"], "state": "succeeded", "params": {"alpha": 7}, "frame": 7}
+
+
+async def test_the_async_client_follows_and_kills(quick_config, lab):
+    import simtui
+
+    async with simtui.connect(quick_config) as client:
+        record = await client.run("sleep 300", host="h0")
+        killed = await client.kill(record.label)
+        assert killed.state.value == "killed"
+        final = await client.follow(record.label)
+        assert final.state.value == "killed"
