@@ -35,7 +35,6 @@ from bench.common import arguments, Timings, measure, ms, sshd_lab
 from bench.ssh import openssh
 from simtui.engine.sampler import probe_hosts
 from simtui.hosts import Host, open_host
-from simtui.hosts.probe import readings
 from simtui.model import Sample
 
 PROBE = "cat /proc/stat /proc/meminfo /proc/loadavg /proc/uptime; df -Pk ."
@@ -92,7 +91,7 @@ def agent_process(sshd_host) -> psutil.Process:
 
 
 async def agent_cpu(sshd_host, samples: int, interval: float) -> dict[str, float]:
-    async with open_host(sshd_host.spec) as host, contextlib.aclosing(readings(host, interval)) as stream:
+    async with open_host(sshd_host.spec) as host, contextlib.aclosing(host.readings(interval)) as stream:
         await anext(stream)  # facts
         await anext(stream)  # start-up is done: count from here
         agent = agent_process(sshd_host).pid
@@ -139,7 +138,7 @@ async def agent_rounds(hosts: list[Host], rounds: int, interval: float) -> list[
     arrivals: dict[int, list[float]] = defaultdict(list)
 
     async def follow(host: Host) -> None:
-        async with contextlib.aclosing(readings(host, interval)) as stream:
+        async with contextlib.aclosing(host.readings(interval)) as stream:
             await anext(stream)  # facts
             await anext(stream)  # the first sample comes before the first tick
             for _ in range(rounds):

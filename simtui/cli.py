@@ -21,7 +21,7 @@ from simtui import __version__
 from simtui.config import Config, load_config
 from simtui.errors import SimtuiError, UsageError
 from simtui.hosts.base import LineSplitter
-from simtui.model import HostKind, HostSpec, JobSpec, JobState, ProbeResult, Record
+from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
 from simtui.textsafe import sanitize
 
@@ -791,15 +791,10 @@ def with_project(obj: Obj, host: str | None, work: Callable[[Engine, Host, Proje
     """``work(engine, host, project)`` for the project here (the git checkout holding
     the current directory, else the directory) on the host named, else the only
     SSH host configured."""
-    from simtui.engine.project import find_project
+    from simtui.engine.project import find_project, project_host
 
     project = find_project()
-    if host is None:
-        ssh = [h.name for h in obj.config.hosts if h.kind is HostKind.SSH]
-        if len(ssh) != 1:
-            raise UsageError("give --host HOST" + (f" (one of {', '.join(ssh)})" if ssh else ""))
-        host = ssh[0]
-    obj.config.host(host)  # a clear error for an unknown name
+    host = project_host(obj.config, host)
 
     async def go(engine: Engine) -> Any:
         return await work(engine, await engine.host(host), project)
@@ -820,17 +815,16 @@ def sync(obj: Obj, host: str | None, progress: bool, as_json: bool) -> None:
     folder; minus what matches .simtui/exclude. Files deleted here are deleted
     there; nothing else there is touched.
     """
-    from simtui.engine.sync import sync as sync_project
     from simtui.units import format_size
 
     line = ProgressLine("sync", progress)
     try:
-        result = with_project(obj, host, lambda engine, on, project: sync_project(on, project, line))
+        result = with_client(obj, lambda client: client.sync(host, progress=line))
     finally:
         line.close()
-    summary = (f"{result.host}:{result.folder}: {len(result.sent)} sent ({format_size(result.bytes_sent)}), "
-               f"{len(result.deleted)} deleted, {result.files} files in all")
-    echo_json(result.to_dict()) if as_json else click.echo(summary)
+    summary = (f"{result['host']}:{result['folder']}: {len(result['sent'])} sent "
+               f"({format_size(result['bytes_sent'])}), {len(result['deleted'])} deleted, {result['files']} files in all")
+    echo_json(result) if as_json else click.echo(summary)
 
 
 @main.command()
@@ -865,16 +859,9 @@ def env(obj: Obj, host: str | None, as_json: bool) -> None:
 def push(obj: Obj, local: Path, remote: str, host: str | None, progress: bool) -> None:
     """Copy LOCAL (a file or folder) to REMOTE, a path in the project's folder on the
     host (into it, when it is a folder there). Modes are kept."""
-    from simtui.engine.transfer import push as push_files
-
     line = ProgressLine("push", progress)
-
-    async def work(engine: Engine, on: Host, project: Project) -> str:
-        rel = await push_files(on, project, local, remote, line)
-        return f"{on.name}:{posixpath.join(project.folder(on.spec), rel)}"
-
     try:
-        where = with_project(obj, host, work)
+        where = with_client(obj, lambda client: client.push(local, remote, host, progress=line))
     finally:
         line.close()
     click.echo(where)
@@ -889,14 +876,12 @@ def push(obj: Obj, local: Path, remote: str, host: str | None, progress: bool) -
 def pull(obj: Obj, remote: str, local: Path, host: str | None, progress: bool) -> None:
     """Copy REMOTE, a file or folder in the project's folder on the host, to LOCAL
     (into it, when it is a folder here)."""
-    from simtui.engine.transfer import pull as pull_files
-
     line = ProgressLine("pull", progress)
     try:
-        target = with_project(obj, host, lambda engine, on, project: pull_files(on, project, remote, local, line))
+        target = with_client(obj, lambda client: client.pull(remote, local, host, progress=line))
     finally:
         line.close()
-    click.echo(str(target))
+    click.echo(target)
 
 
 @main.command()

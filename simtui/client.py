@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -237,6 +238,8 @@ class Client:
     # -- jobs ---------------------------------------------------------------------------
 
     async def submit(self, spec: JobSpec, progress: Progress | None = None) -> Record:
+        """Launch a job (``spec.cwd`` defaults to this process's directory)."""
+        spec = spec if spec.cwd else dataclasses.replace(spec, cwd=os.getcwd())
         return Record.from_dict(await self.request("submit", self._progress(progress), spec=spec.to_dict()))
 
     async def run(self, command: str | Sequence[str], *, host: str | None = None, needs: Needs | None = None,
@@ -357,7 +360,8 @@ class Client:
             yield event
 
     async def jobs(self) -> AsyncIterator[dict[str, Any]]:
-        """Each record the server writes ({"record": ...}) and its notices ({"notice": ...})."""
+        """Each record the server writes ({"record": ...}), its notices ({"notice": ...}),
+        and the jobs it starts following ({"following": label}); ignore other keys."""
         async for event in self.stream("jobs"):
             yield event
 

@@ -269,6 +269,7 @@ class JobSpec:
     sync: bool = False  # sync the project at ``project_root`` first; run in a copy of the synced tree
     project_root: str | None = None  # the local checkout a synced run came from
     tree: str | None = None  # sha256 of the exact tree to run (kept in $SIMTUI_HOME/trees)
+    cwd: str | None = None  # where it was asked for (the client's directory): relative local paths start there
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

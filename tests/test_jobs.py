@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 
 import pytest
@@ -132,7 +133,7 @@ def test_a_vanished_pid_is_lost(quick_config, lab):
 
 
 def test_after_waits_for_success_and_fails_on_failure(quick_config, lab, tmp_path):
-    release = f"release-{tmp_path.name}"
+    release = f"release-{secrets.token_hex(6)}"  # the hosts' homes outlive a test session
     hold = f"until [ -e {release} ]; do sleep 0.05; done"
     first = simtui("run", "--host", "h0", "--", "sh", "-c", hold, config=quick_config).stdout.strip()
     bad = simtui("run", "--host", "h0", "--", "sh", "-c", f"{hold}; exit 1", config=quick_config).stdout.strip()
@@ -152,7 +153,7 @@ def test_max_jobs_holds_extra_jobs_queued(lab, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[defaults]\ninterval = 0.2\n" + lab.config_toml().replace(
         'name = "h2"', 'name = "h2"\nmax_jobs = 1'))
-    release = f"release-{tmp_path.name}"
+    release = f"release-{secrets.token_hex(6)}"
     hold = ["sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done"]
     labels = [simtui("run", "--host", "h2", "--", *hold, config=config).stdout.strip() for _ in range(2)]
     assert [show(l, config)["state"] for l in labels] == ["running", "queued"]

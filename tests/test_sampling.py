@@ -3,7 +3,6 @@ sampler, `simtui probe`, and the long-lived watcher."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -19,11 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from simtui.engine.sampler import probe_host, watch_host
+from simtui.engine.sampler import probe_host
 from simtui.errors import ProbeFailed
 from simtui.hosts import agent, open_host
 from simtui.hosts.local import LocalHost
-from simtui.hosts.probe import SHELL_PROBE, agent_bundle, parse_line, readings
+from simtui.hosts.probe import SHELL_PROBE, agent_bundle, parse_line
 from simtui.model import LOCAL, HostFacts, HostKind, HostSpec, HostState, Sample
 from sshd import wait_for
 
@@ -73,7 +72,7 @@ def simtui(*args: str) -> subprocess.CompletedProcess:
 
 
 async def first_readings(host, count: int, interval: float = 0.05) -> tuple[HostFacts, list[Sample]]:
-    async with contextlib.aclosing(readings(host, interval)) as stream:
+    async with contextlib.aclosing(host.readings(interval)) as stream:
         facts = await anext(stream)
         return facts, [await anext(stream) for _ in range(count)]
 
@@ -159,7 +158,7 @@ async def test_agent_starts_once_per_connection_and_exits_with_it(lab):
     marker = "simtui-once-test/agent-"  # in the agent's path: this test's agents only
     host = open_host(replace(h.spec, cache_dir="~/.cache/simtui-once-test"))
     await host.connect()
-    stream = readings(host, 0.05)
+    stream = host.readings(0.05)
     try:
         facts = await anext(stream)
         assert facts.python and facts.cpu_count == os.cpu_count()
@@ -190,7 +189,7 @@ async def test_host_without_python3_gets_the_shell_probe(make_lab):
 
     host = open_host(h.spec)
     await host.connect()
-    stream = readings(host, 0.05)
+    stream = host.readings(0.05)
     try:
         assert (await host.check(["sh", "-c", 'echo "$PATH"'])).strip() == str(bin_dir)
         assert (await host.run(["python3", "--version"])).exit_status == 127
@@ -209,37 +208,6 @@ async def test_host_without_python3_gets_the_shell_probe(make_lab):
         await host.close()  # the connection, not the stream, ends first
     wait_for(lambda: not processes(h.user, since=started), what="the shell probe and its sleep to end")
     await stream.aclose()
-
-
-async def test_watch_host_reconnects_when_the_host_comes_back(make_lab):
-    lab = make_lab(1, prefix="w")
-    h = lab.hosts[0]
-    spec = replace(h.spec, cache_dir="~/.cache/simtui-watch-test")
-    seen: list[HostState] = []
-
-    async def until(watch, state: HostState, reason: str = "") -> object:
-        async for result in watch:
-            seen.append(result.state)
-            if result.state is state and reason in (result.reason or ""):
-                return result
-
-    watch = watch_host(spec, interval=0.05, timeout=10, retry=0.05, retry_max=0.2)
-    async with contextlib.aclosing(watch):
-        up = await asyncio.wait_for(until(watch, HostState.UP), 30)
-        assert up.sample.source == "agent" and up.facts.cpu_count == os.cpu_count()
-        (agent_process,) = processes(h.user, marker="simtui-watch-test/agent-")
-        agent_process.suspend()  # connected, but the samples stop coming
-        late = await asyncio.wait_for(until(watch, HostState.DEGRADED), 30)
-        assert "no sample" in late.reason
-        agent_process.resume()
-        await asyncio.wait_for(until(watch, HostState.UP), 30)
-        h.stop()
-        down = await asyncio.wait_for(until(watch, HostState.DOWN, "refused"), 30)
-        assert down.sample is None
-        h.start()
-        await asyncio.wait_for(until(watch, HostState.UP), 30)
-    assert seen[0] is HostState.CONNECTING
-    assert seen.index(HostState.UP) < seen.index(HostState.DEGRADED) < seen.index(HostState.DOWN)
 
 
 # -- the probes as plain processes, and the local sampler ---------------------------

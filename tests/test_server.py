@@ -180,3 +180,41 @@ async def test_the_async_client_follows_and_kills(quick_config, lab):
         assert killed.state.value == "killed"
         final = await client.follow(record.label)
         assert final.state.value == "killed"
+
+
+async def test_the_server_shows_a_host_up_degraded_down_and_up_again(make_lab, tmp_path):
+    from simtui.client import Client
+    from simtui.model import HostState
+
+    lab = make_lab(1, prefix="w")
+    h = lab.hosts[0]
+    config = tmp_path / "watch.toml"
+    config.write_text("[local]\nenabled = false\n[defaults]\ninterval = 0.1\n"
+                      + lab.config_toml().replace('name = "w0"', 'name = "w0"\ncache_dir = "~/.cache/simtui-watch-test"'))
+    seen: list[str] = []
+
+    async def until(views, state: HostState, reason: str = "") -> dict:
+        async for view in views:
+            seen.append(view["state"])
+            if view["state"] == state.value and reason in (view["reason"] or ""):
+                return view
+
+    async with Client(str(config)) as client:
+        views = client.samples()
+        up = await asyncio.wait_for(until(views, HostState.UP), 30)
+        up = up if up["sample"] else await asyncio.wait_for(until(views, HostState.UP), 30)
+        assert up["sample"]["source"] == "agent" and up["facts"]["cpu_count"] == os.cpu_count()
+        (agent,) = [p for p in psutil.process_iter(["username", "cmdline"]) if p.info["username"] == h.user
+                    and any("simtui-watch-test/agent-" in part for part in p.info["cmdline"] or ())]
+        agent.suspend()  # connected, but the samples stop coming
+        late = await asyncio.wait_for(until(views, HostState.DEGRADED), 30)
+        assert "no sample" in late["reason"]
+        agent.resume()
+        await asyncio.wait_for(until(views, HostState.UP), 30)
+        h.stop()
+        down = await asyncio.wait_for(until(views, HostState.DOWN, "refused"), 60)
+        assert down["sample"] is None
+        h.start()
+        await asyncio.wait_for(until(views, HostState.UP), 60)
+        await views.aclose()
+    assert seen.index("up") < seen.index("degraded") < seen.index("down")

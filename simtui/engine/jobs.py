@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import posixpath
 import shlex
 import time
@@ -24,11 +23,11 @@ from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
 from simtui.errors import HostError, LaunchError, SimtuiError, UsageError
-from simtui.hosts import Host
+from simtui.hosts import Host, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
 from simtui.hosts.probe import install_agent
-from simtui.model import LOCAL, HostKind, JobSpec, JobState, Needs, Record
+from simtui.model import LOCAL, JobSpec, JobState, Needs, Record
 from simtui.provenance import make_label
 from simtui.store.logs import LocalLog
 from simtui.store.records import Store
@@ -81,7 +80,7 @@ class Engine:
         label = make_label({"argv": list(spec.argv), "host": host, "workdir": spec.workdir, "created": now})
         if spec.sync or spec.tree:
             spec = await runs.prepare(await self.host(host), spec, label, progress)
-        workdir = spec.workdir or (os.getcwd() if host_spec.kind is HostKind.LOCAL else "~")
+        workdir = spec.workdir or host_class(host_spec).default_workdir(spec.cwd)
         if spec.require_clean:
             await self._refuse_changes(host, workdir)
         plan = runs.params_plan(spec, spec.params)  # a parameter TOML cannot hold fails here, before a record

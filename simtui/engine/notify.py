@@ -39,7 +39,7 @@ from simtui.config import Config
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
 from simtui.hosts import jobs as remote
-from simtui.model import HostState, JobState, ProbeResult, Record, to_dict
+from simtui.model import HostState, JobState, Record, to_dict
 from simtui.recordfmt import duration
 from simtui.store import notifications as claims
 from simtui.store.records import Store
@@ -236,10 +236,6 @@ class Notifier:
         notice = host_notice(event, host, reason, tags)
         self._claim_and_send(notice, urls, lambda: claims.claim_host(self.store.db, host, event, bool(urls)),
                              lambda key: self._send(key, notice, urls))
-
-    def probe(self, result: ProbeResult) -> None:
-        """A probe's answer (the dashboard's sampler): host_state of its host."""
-        self.host_state(result.spec.name, result.state, result.reason)
 
     async def test(self) -> list[Delivery]:
         """Send a test message to every configured URL, one try each; no claim."""

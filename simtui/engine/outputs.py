@@ -18,9 +18,9 @@ from simtui.engine.project import inside
 from simtui.errors import SimtuiError, UsageError
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
-from simtui.hosts.local import LocalHost
+from simtui.hosts.local import this_machine
 from simtui.hosts.project import hashes
-from simtui.model import LOCAL, HostKind, HostSpec, JobState, Record, to_dict
+from simtui.model import JobState, Record, to_dict
 from simtui.provenance import hash_file
 
 UNCHANGED, CHANGED, MISSING = "unchanged", "changed", "missing"
@@ -87,7 +87,7 @@ async def pull(host: Host, record: Record, dest: Path) -> list[Output]:
     try:
         archive = host.stream(["sh", "-c", TAR, "sh", home_relative(outputs_root(record)), *paths])
         untar = ["tar", "-x", "--no-same-owner", "-f", "-", "-C", str(staging)]
-        result = await LocalHost(HostSpec(LOCAL, HostKind.LOCAL)).run_with_input(untar, archive)
+        result = await this_machine().run_with_input(untar, archive)
         if not result.ok:
             raise SimtuiError(f"{record.host}: pulling the outputs of {record.label} failed: "
                               f"{result.stderr.strip() or 'tar failed'}")

@@ -102,19 +102,20 @@ async def prepare(host: Host, spec: JobSpec, label: str, progress: Progress | No
         digest = await asyncio.to_thread(trees.keep, project.root, result.tree)
         spec = replace(spec, tree=digest, project_root=str(project.root), require_clean=False,
                        git={**(info or {}), "tree_sha256": digest},
-                       params_target=_inside(project.root, spec.params_file))
+                       params_target=_inside(project.root, spec.params_file, spec.cwd))
     else:
         return spec
     return replace(spec, project=project.name, workdir=run_folder(project.folder(host.spec), label),
                    venv=await venv_ready(host, project))
 
 
-def _inside(root: Path, path: str | None) -> str | None:
-    """``path`` relative to ``root`` when it is a file there (a params file in the synced tree)."""
+def _inside(root: Path, path: str | None, cwd: str | None) -> str | None:
+    """``path`` (relative to ``cwd``) relative to ``root`` when it is a file there (a
+    params file in the synced tree)."""
     if not path:
         return None
     try:
-        rel = Path(path).resolve().relative_to(root.resolve())
+        rel = (Path(cwd or os.getcwd()) / path).resolve().relative_to(root.resolve())
     except ValueError:
         return None
     return rel.as_posix() if (root / rel).is_file() else None

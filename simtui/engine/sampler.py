@@ -1,5 +1,6 @@
-"""Live resources of hosts: one-shot probes (CLI, placement) and a long-lived
-watcher per host (the dashboard). Failures are states with reasons, never raised."""
+"""Live resources of hosts: one-shot probes (CLI, placement) and the samples of a
+connected host as states (the server's host loops). Failures are states with
+reasons, never raised."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from collections.abc import AsyncIterator, Iterable
 from simtui.engine.status import failure_reason
 from simtui.errors import SimtuiError
 from simtui.hosts import Host, open_host
-from simtui.hosts.probe import readings
 from simtui.model import HostFacts, HostSpec, HostState, ProbeResult, Sample
 
 PROBE_INTERVAL = 0.2  # seconds: a one-shot sample's CPU % covers this long
 
 
 async def first_sample(host: Host, interval: float) -> tuple[HostFacts, Sample]:
-    async with contextlib.aclosing(readings(host, interval)) as stream:
+    async with contextlib.aclosing(host.readings(interval)) as stream:
         facts = await anext(stream)
         sample = await anext(stream)
     assert isinstance(facts, HostFacts) and isinstance(sample, Sample)
@@ -54,36 +54,6 @@ async def probe_hosts(
     return list(await asyncio.gather(*(probe_host(h, timeout, interval) for h in hosts)))
 
 
-async def watch_host(
-    spec: HostSpec, interval: float, timeout: float, *, retry: float = 1.0, retry_max: float = 30.0
-) -> AsyncIterator[ProbeResult]:
-    """Keep one connection to the host and yield a ProbeResult per sample (``up``)
-    and per change of state, until the caller stops.
-
-    ``connecting`` on each attempt; ``down`` when it fails; ``degraded`` when the
-    connection is up but samples are late (3 intervals) or the probe failed.
-    After a failure it dials again after ``retry`` seconds, doubling up to
-    ``retry_max``; a sample resets the delay.
-    """
-    delay = retry
-    while True:
-        yield ProbeResult(spec, None, None, HostState.CONNECTING)
-        host = open_host(spec, timeout=timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                await host.connect()
-            async for result in watch_connected(host, interval, timeout):
-                if result.state is HostState.UP:
-                    delay = retry
-                yield result
-        except (SimtuiError, TimeoutError) as err:
-            yield ProbeResult(spec, None, None, _failed_state(host), failure_reason(err, timeout))
-        finally:
-            await host.close()
-        await asyncio.sleep(delay)
-        delay = min(2 * delay, retry_max)
-
-
 async def watch_connected(host: Host, interval: float, timeout: float) -> AsyncIterator[ProbeResult]:
     """Samples of a connected host as ``up`` results, a ``degraded`` one while
     they are late; ends by raising when the probe or the connection fails."""
@@ -91,7 +61,7 @@ async def watch_connected(host: Host, interval: float, timeout: float) -> AsyncI
     facts: HostFacts | None = None
     stalled = False
     pending: asyncio.Future | None = None
-    async with contextlib.aclosing(readings(host, interval)) as stream:
+    async with contextlib.aclosing(host.readings(interval)) as stream:
         try:
             async with asyncio.timeout(timeout):  # the upload and the facts
                 facts = await anext(stream)

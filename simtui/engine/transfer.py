@@ -18,10 +18,9 @@ from simtui.engine.project import Project, inside
 from simtui.engine.tarstream import tar_stream
 from simtui.errors import CommandFailed, SimtuiError, UsageError
 from simtui.hosts import Host
-from simtui.hosts.local import LocalHost
+from simtui.hosts.local import this_machine
 from simtui.hosts.project import Place, run_live, where
 from simtui.hosts.project_helper import count_files
-from simtui.model import LOCAL, HostKind, HostSpec
 
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 UNTAR = 'mkdir -p "$1" && cd "$1" && exec tar -x -p --no-same-owner -f -'
@@ -102,7 +101,7 @@ async def pull(host: Host, project: Project, remote: str, local: Path, progress:
     try:
         archive = host.stream(["tar", "-c", "-f", "-", "-C", project.folder_arg(host.spec), f"./{rel}"])
         untar = ["tar", "-x", "-p", "--no-same-owner", "-f", "-", "-C", str(staging)]
-        result = await LocalHost(HostSpec(LOCAL, HostKind.LOCAL)).run_with_input(
+        result = await this_machine().run_with_input(
             untar, _counted(archive, found.bytes, progress))
         unpacked = staging / rel
         got = await asyncio.to_thread(count_files, str(unpacked)) if os.path.lexists(unpacked) else (0, 0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simtui.errors import CommandFailed
-from simtui.model import HostSpec
+from simtui.model import HostFacts, HostSpec, ProcessInfo, Sample
 
 CHUNK = 1 << 20  # read size for streams: big reads keep per-chunk overhead low
 
@@ -107,6 +107,26 @@ class Host(abc.ABC):
     def connected(self) -> bool:
         """Whether commands can run now (an SSH connection may drop at any time)."""
         return True
+
+    # -- what differs between kinds of host: overridden where it does --------------------
+
+    @classmethod
+    def default_workdir(cls, cwd: str | None = None) -> str:
+        """Where a job asked for from ``cwd`` runs when it is given no workdir: the home dir."""
+        return "~"
+
+    def readings(self, interval: float) -> AsyncIterator[HostFacts | Sample]:
+        """The host's HostFacts, then a Sample per ``interval`` seconds: from the agent
+        (see simtui.hosts.probe), for as long as the caller iterates."""
+        from simtui.hosts.probe import agent_readings
+
+        return agent_readings(self, interval)
+
+    async def processes(self, limit: int = 1000) -> list[ProcessInfo]:
+        """Its processes by CPU, then memory; at most ``limit`` (from ``ps``)."""
+        from simtui.hosts.processes import ps_processes
+
+        return await ps_processes(self, limit)
 
     @abc.abstractmethod
     async def connect(self) -> None:

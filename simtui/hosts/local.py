@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 
 from simtui.hosts.base import CHUNK, CommandResult, Host, PortForward, command_line, pump
+from simtui.model import HostFacts, ProcessInfo, Sample
 
 
 def _home_path(path: str) -> Path:
@@ -18,8 +20,27 @@ def _home_path(path: str) -> Path:
 
 
 class LocalHost(Host):
+    """This machine: commands are subprocesses started in the home dir; readings and
+    processes come from psutil (and NVML) in this process; jobs default to the
+    current directory."""
+
     async def connect(self) -> None:
         """Nothing to open: this machine is always reachable."""
+
+    @classmethod
+    def default_workdir(cls, cwd: str | None = None) -> str:
+        """Where it was asked for."""
+        return cwd or os.getcwd()
+
+    def readings(self, interval: float) -> AsyncIterator[HostFacts | Sample]:
+        from simtui.hosts import local_sample
+
+        return local_sample.readings(self.spec, interval)
+
+    async def processes(self, limit: int = 1000) -> list[ProcessInfo]:
+        from simtui.hosts.processes import local_processes, ranked
+
+        return ranked(await asyncio.to_thread(local_processes), limit)
 
     async def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
@@ -106,3 +127,10 @@ class LocalHost(Host):
 
     async def close(self) -> None:
         """Nothing to close."""
+
+
+def this_machine() -> LocalHost:
+    """This machine as a host, for work done here (unpacking what a host sent)."""
+    from simtui.model import LOCAL, HostKind, HostSpec
+
+    return LocalHost(HostSpec(LOCAL, HostKind.LOCAL))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from simtui import provenance
 from simtui.errors import HostDisconnected, ProbeFailed
-from simtui.hosts import agent, local_sample
+from simtui.hosts import agent
 from simtui.hosts.base import Host, home_relative
-from simtui.model import HostFacts, HostKind, Sample
+from simtui.model import HostFacts, Sample
 
 SHELL_PROBE = Path(__file__).with_name("agent_files") / "probe.sh"
 
@@ -100,17 +100,14 @@ def parse_line(host: str, source: str, line: str) -> HostFacts | Sample | None:
     return None
 
 
-async def readings(host: Host, interval: float) -> AsyncIterator[HostFacts | Sample]:
-    """The host's HostFacts, then a Sample per ``interval`` seconds, for as long as
-    the caller iterates (the first sample comes after at most agent.FIRST_DELTA).
+async def agent_readings(host: Host, interval: float) -> AsyncIterator[HostFacts | Sample]:
+    """The host's HostFacts, then a Sample per ``interval`` seconds from the agent
+    (else the shell probe), for as long as the caller iterates (the first sample
+    comes after at most agent.FIRST_DELTA).
 
     ``host`` must be connected. Raises HostError when the connection drops and
     ProbeFailed when the probe stops or fails.
     """
-    if host.spec.kind is HostKind.LOCAL:
-        async for reading in local_sample.readings(host.spec, interval):
-            yield reading
-        return
     agent_path = await install_agent(host)
     source = "agent" if agent_path else "shell"
     argv = probe_argv(agent_path, host.spec.jobs_dir, interval)

@@ -3,14 +3,13 @@ psutil in-process for this machine."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import psutil
 
 from simtui.errors import CommandFailed
 from simtui.hosts.base import Host
-from simtui.model import HostKind, ProcessInfo
+from simtui.model import ProcessInfo
 
 # procps (Linux) first: `user:32` keeps long user names whole; then the POSIX columns.
 PS_FORMS = (
@@ -43,7 +42,7 @@ def parse_ps(text: str) -> list[ProcessInfo]:
     return found
 
 
-def _local_processes() -> list[ProcessInfo]:
+def local_processes() -> list[ProcessInfo]:
     """This machine's processes. psutil keeps its Process objects between calls,
     so CPU % covers the time since the last call (0 on the first)."""
     now = time.time()
@@ -60,16 +59,17 @@ def _local_processes() -> list[ProcessInfo]:
     return found
 
 
-async def top(host: Host, limit: int = 1000) -> list[ProcessInfo]:
-    """The host's processes by CPU, then memory; at most ``limit``."""
-    if host.spec.kind is HostKind.LOCAL:
-        found = await asyncio.to_thread(_local_processes)
+async def ps_processes(host: Host, limit: int = 1000) -> list[ProcessInfo]:
+    """A host's processes from ``ps`` (see Host.processes)."""
+    for argv in PS_FORMS:
+        result = await host.run(argv)
+        if result.ok:
+            break
     else:
-        for argv in PS_FORMS:
-            result = await host.run(argv)
-            if result.ok:
-                break
-        else:
-            raise CommandFailed(host.name, " ".join(argv), result.exit_status, result.stderr)
-        found = parse_ps(result.stdout)
+        raise CommandFailed(host.name, " ".join(argv), result.exit_status, result.stderr)
+    return ranked(parse_ps(result.stdout), limit)
+
+
+def ranked(found: list[ProcessInfo], limit: int) -> list[ProcessInfo]:
+    """Busiest first: by CPU, then memory; at most ``limit``."""
     return sorted(found, key=lambda p: (-p.cpu, -p.rss, p.pid))[:limit]

@@ -52,12 +52,13 @@ class Hub:
         self.config, self.store = config, store
         self.engine = Engine(config, store)
         self.engine.on_change = self._changed
+        self.engine.notifier.report = lambda outcome: self.notice(f"notify {outcome}")
         self.engine.probe = self.fresh_samples
         self.interval = config.defaults.interval
         self.views: dict[str, ProbeResult] = {
             h.name: ProbeResult(h, None, None, HostState.CONNECTING) for h in config.hosts}
         self.hosts = Topic()  # ProbeResult: a host's state or sample
-        self.jobs = Topic()  # {"record": ...} or {"notice": ...}
+        self.jobs = Topic()  # {"record": ...}, {"notice": ...} or {"following": label}
         self.logs: dict[str, Topic] = {}  # label -> bytes, then the finished Record
         self.followers: dict[str, asyncio.Task] = {}
         self.wake = asyncio.Event()  # the queue loop looks again now
@@ -202,6 +203,7 @@ class Hub:
                 for record in self.engine.active():
                     if record.state is JobState.RUNNING and record.label not in self.followers:
                         self.followers[record.label] = asyncio.create_task(self._follow(record.label))
+                        self.jobs.publish({"following": record.label})  # log subscribers waiting for it
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - a loop never dies

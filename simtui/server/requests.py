@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from simtui.engine import outputs
-from simtui.engine.project import Project, find_project
-from simtui.errors import UsageError
-from simtui.hosts import processes
-from simtui.model import HostKind, JobSpec, Record
+from simtui.engine.project import Project, find_project, project_host
+from simtui.model import JobSpec, Record, to_dict
 from simtui.server.hub import Hub
 from simtui.server.protocol import DATA_CHUNK, PROTOCOL, pack
 from simtui.store.logs import LocalLog
@@ -196,17 +195,11 @@ class Requests:
 
     async def op_processes(self, event: Event, host: str) -> list[dict[str, Any]]:
         on = await self.engine.host(host)
-        return [p.__dict__ for p in await processes.top(on)]
+        return [to_dict(p) for p in await on.processes()]
 
     def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
         project = Project(Path(project_root)) if project_root else find_project()
-        if host is None:
-            ssh = [h.name for h in self.hub.config.hosts if h.kind is HostKind.SSH]
-            if len(ssh) != 1:
-                raise UsageError("give --host HOST" + (f" (one of {', '.join(ssh)})" if ssh else ""))
-            host = ssh[0]
-        self.hub.config.host(host)
-        return project, host
+        return project, project_host(self.hub.config, host)
 
     async def op_sync(self, event: Event, project_root: str | None = None, host: str | None = None) -> dict[str, Any]:
         from simtui.engine.sync import sync
@@ -221,7 +214,7 @@ class Requests:
         project, name = self._project_host(project_root, host)
         on = await self.engine.host(name)
         rel = await push(on, project, Path(local), remote, self._progress(event))
-        return f"{name}:{project.folder(on.spec)}/{rel}"
+        return f"{name}:{posixpath.join(project.folder(on.spec), rel)}"
 
     async def op_pull(self, event: Event, remote: str, local: str, project_root: str | None = None,
                       host: str | None = None) -> str:
