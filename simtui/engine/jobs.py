@@ -331,7 +331,8 @@ class Engine:
                     host = await self.host(record.host)
                     # Catch up in bulk (`tail -F` reads in small pieces), then follow live.
                     catch_up = lambda at: remote.read(host, record.jobs_dir, record.label, at)  # noqa: E731
-                    live = lambda at: remote.follow(host, record.jobs_dir, record.label, record.pid, at)  # noqa: E731
+                    live = lambda at: remote.follow(  # noqa: E731
+                        host, record.jobs_dir, record.label, record.pid, at, record.pid_start)
                     for stream in (catch_up, live):
                         async for chunk in stream(pos):
                             if writer:

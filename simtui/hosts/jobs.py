@@ -375,10 +375,64 @@ def _log(jobs_dir: str, label: str) -> str:
     return posixpath.join(job_dir(jobs_dir, label), "out.log")
 
 
-def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0) -> AsyncIterator[bytes]:
-    """The log from byte ``offset`` on, live, until the job's wrapper exits.
+# $1 = log, $2 = offset, $3 = exit file, $4 = the job's pid, $5 = its start time ("-":
+# unknown). Prints the log from the offset until the exit file appears (or that
+# process is gone: no such pid, a zombie, or another process's), then what the
+# log got before: nothing written before the end is missed. It notices the end
+# within 50 ms, where ``tail --pid`` waits for the job's zombie to be reaped (by an
+# init that may take seconds). It ends when its stdin closes (the caller stopped).
+FOLLOW_PY = r"""
+import os, select, sys
+log, offset, exit_file, pid, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+out = sys.stdout.buffer
 
-    ``tail -F`` follows the file by name; ``--pid`` ends it once the job is gone,
-    after one last read, so nothing written before the end is missed.
-    """
-    return host.stream(["tail", "-c", f"+{offset + 1}", "-F", "-s", "0.2", f"--pid={pid}", _log(jobs_dir, label)])
+
+def gone():
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return fields[0] == b"Z" or (start != "-" and fields[19] != start.encode())
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+
+source = None
+while True:
+    done = os.path.exists(exit_file) or gone()
+    if source is None:
+        try:
+            source = open(log, "rb")
+            source.seek(offset)
+        except OSError:
+            source = None
+    while source is not None:
+        data = source.read(1 << 20)
+        if not data:
+            break
+        out.write(data)
+        out.flush()
+    if done:
+        break
+    if select.select([0], [], [], 0.05)[0] and not os.read(0, 1024):
+        break
+"""
+# The same with python3 where the host has it, else ``tail -F --pid``.
+FOLLOW = r"""
+log=$1 offset=$2 exit=$3 pid=$4 start=$5 script=$6
+command -v python3 >/dev/null 2>&1 && exec python3 -S -c "$script" "$log" "$offset" "$exit" "$pid" "$start"
+exec tail -c +$((offset + 1)) -F -s 0.2 --pid="$pid" "$log"
+"""
+
+
+def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0,
+           pid_start: int | None = None) -> AsyncIterator[bytes]:
+    """The log from byte ``offset`` on, live, until the job has ended (see FOLLOW_PY)."""
+    d = job_dir(jobs_dir, label)
+    return host.stream(_sh(FOLLOW, _log(jobs_dir, label), str(offset), posixpath.join(d, "exit"), str(pid),
+                           str(pid_start) if pid_start is not None else "-", FOLLOW_PY))
