@@ -823,7 +823,8 @@ def sync(obj: Obj, host: str | None, progress: bool, as_json: bool) -> None:
     finally:
         line.close()
     summary = (f"{result['host']}:{result['folder']}: {len(result['sent'])} sent "
-               f"({format_size(result['bytes_sent'])}), {len(result['deleted'])} deleted, {result['files']} files in all")
+               f"({format_size(result['bytes_sent'])}), {len(result['deleted'])} deleted, "
+               f"{result['files']} files in all")
     echo_json(result) if as_json else click.echo(summary)
 
 

@@ -28,6 +28,7 @@ from simtui.hosts import open_host
 from simtui.store import Store
 from simtui.store import notifications as claims
 from simtui.engine.notify import Notifier, hashtags
+from conftest import stop_server
 from sshd import wait_for
 
 MAX_BODY = 64 * 1024 * 1024
@@ -205,6 +206,9 @@ def test_a_failure_is_posted_once_with_its_fields_and_last_lines(receiver, tmp_p
                   "sh", "-c", script, config=config)
     assert proc.returncode == 1, proc.stderr
     label = proc.stdout.splitlines()[0]
+    # the simtui server sends them, in the background: wait for all three
+    wait_for(lambda: len(receiver.posts) >= 3 and len(notify_events(label, config)) == 3, timeout=60,
+             what="the three posts")
     started, failed = receiver.got(f"{label} started", "hook"), receiver.got(f"{label} failed", "hook")
     assert len(started) == 1 and len(failed) == 1 and len(receiver.posts) == 3
     message = failed[0]["message"]
@@ -243,7 +247,7 @@ def test_output_images_are_attached(receiver, tmp_path, lab, where):
     proc = simtui("run", "--host", where, *args, "--follow", "--", "python3", "-c", writer, target, config=config)
     assert proc.returncode == 0, proc.stderr
     label = proc.stdout.splitlines()[0]
-    [post] = receiver.got(f"{label} succeeded")
+    [post] = wait_for(lambda: receiver.got(f"{label} succeeded"), timeout=60, what="the post")
     attached = {a["filename"]: a for a in post["attachments"]}
     assert sorted(attached) == [f"{name}.png", f"{name}.svg"]
     assert base64.b64decode(attached[f"{name}.png"]["base64"]) == PNG
@@ -252,12 +256,14 @@ def test_output_images_are_attached(receiver, tmp_path, lab, where):
     assert "last lines" not in post["message"] and post["type"] == "success"
 
 
-def test_two_watchers_post_each_event_once(receiver, tmp_path):
+def test_two_watchers_and_the_server_post_each_event_once(receiver, tmp_path):
     config = write_config(tmp_path, notify_toml([receiver.url()], ["started", "succeeded"]))
     work = tmp_path / "work"
     work.mkdir()
     watchers = [popen("watch", config=config) for _ in range(2)]
     try:
+        for watcher in watchers:
+            assert "watching" in watcher.stderr.readline()
         proc = simtui("run", "--host", "local", "--workdir", str(work), "--", "sh", "-c",
                       "until [ -e go ]; do sleep 0.05; done; echo done", config=config)
         label = proc.stdout.strip()
@@ -268,7 +274,7 @@ def test_two_watchers_post_each_event_once(receiver, tmp_path):
             watcher.terminate()
         for watcher in watchers:
             assert watcher.wait(timeout=60) == 0, watcher.stderr.read()
-    # both watchers have stopped (and finished sending): the count is final
+    stop_server(tmp_path / "home")  # the server, which sent them, is gone too: the count is final
     assert len(receiver.got(f"{label} started")) == 1
     assert len(receiver.got(f"{label} succeeded")) == 1
     assert len(receiver.posts) == 2

@@ -15,20 +15,13 @@ from simtui.engine.jobs import Engine
 from simtui.engine.project import Project
 from simtui.engine.venv import venv_ready
 from simtui.errors import SimtuiError, UsageError
+from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.base import PortForward
 from simtui.hosts.project import free_port, port_open
 from simtui.model import JobSpec, Record
 
 JUPYTER = ("jupyter-lab", "jupyter-notebook")
-# $1 = the project folder, $2 = its venv or "": the first of the commands after them
-# that the host has, with the venv first on PATH as the job will have it.
-FIND = r"""
-[ -n "$2" ] && PATH=$PWD/$1/$2/bin:$PATH
-shift 2
-for command do command -v "$command" >/dev/null 2>&1 && { echo "$command"; exit 0; }; done
-exit 1
-"""
 START_TIMEOUT = 120.0  # seconds for the server to listen
 TOKEN_TIMEOUT = 10.0  # seconds for Jupyter to log its URL once it listens
 POLL = 0.2
@@ -83,7 +76,8 @@ async def serve(engine: Engine, notebook: Notebook) -> Record:
 
 
 async def _jupyter(host: Host, project: Project, venv: str | None) -> str:
-    found = await host.run(["sh", "-c", FIND, "sh", project.folder_arg(host.spec), venv or "", *JUPYTER])
+    argv = ["sh", "-c", scripts.FIND_COMMAND, "sh", project.folder_arg(host.spec), venv or "", *JUPYTER]
+    found = await host.run(argv)
     if not found.ok:
         raise UsageError(f"Jupyter is not installed on {host.name}: add jupyterlab to the project's "
                          "requirements and run `simtui env`, or install it there")

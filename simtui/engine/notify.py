@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from simtui.config import Config
+from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
 from simtui.hosts import jobs as remote
@@ -69,28 +70,6 @@ INVALID = "not a valid apprise URL"
 GAVE_UP = "simtui exited before the receiver answered"
 _COLOUR = re.compile(r"\x1b\[[0-9;:]*m")
 log = logging.getLogger("simtui.notify")
-
-# $1 = job dir, $2 = workdir (both as the launch gave them); the rest: listed outputs.
-# Prints "size<TAB>absolute path" for each image the job listed or wrote into its
-# workdir (two levels deep) between its start (pid file) and its end (exit file).
-FIND_IMAGES = r"""
-d=$1; w=$2; shift 2
-case $d in /*) ;; *) d=$PWD/$d ;; esac
-[ -f "$d/pid" ] || exit 0
-cd "$w" 2>/dev/null || exit 0
-images() {
-    find . -maxdepth 2 -type f -newer "$d/pid" "$@" \( -iname '*.png' -o -iname '*.jpg' \
-        -o -iname '*.jpeg' -o -iname '*.svg' \) -print 2>/dev/null | head -n 100
-}
-{
-    for f do printf '%s\n' "$f"; done
-    if [ -f "$d/exit" ]; then images ! -newer "$d/exit"; else images; fi
-} | while IFS= read -r f; do
-    [ -f "$f" ] || continue
-    case $f in /*) p=$f ;; *) p=$PWD/${f#./} ;; esac
-    printf '%s\t%s\n' "$(wc -c < "$f" | tr -d ' ')" "$p"
-done
-"""
 
 
 @dataclass(frozen=True)
@@ -415,7 +394,7 @@ async def _fetch_images(host: Host, record: Record, tmp: Path) -> list[Path]:
     ]
     jobs_dir = remote.job_dir(record.jobs_dir or "~/.simtui/jobs", record.label)
     workdir = home_relative(record.workdir or "~")
-    result = await host.run(["sh", "-c", FIND_IMAGES, "sh", jobs_dir, workdir, *listed])
+    result = await host.run(["sh", "-c", scripts.FIND_IMAGES, "sh", jobs_dir, workdir, *listed])
     found: dict[str, int] = {}
     for line in result.stdout.splitlines():
         size, _, path = line.partition("\t")

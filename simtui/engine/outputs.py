@@ -16,6 +16,7 @@ from typing import Any
 
 from simtui.engine.project import inside
 from simtui.errors import SimtuiError, UsageError
+from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
 from simtui.hosts.local import this_machine
@@ -24,11 +25,6 @@ from simtui.model import JobState, Record, to_dict
 from simtui.provenance import hash_file
 
 UNCHANGED, CHANGED, MISSING = "unchanged", "changed", "missing"
-# $1 = the outputs folder, then the paths: a tar stream of those that are regular files there.
-TAR = r"""
-cd "$1" || exit; shift
-for p do [ -f "$p" ] && [ ! -L "$p" ] && printf '%s\0' "./$p"; done | tar -c -f - --null -T -
-"""
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ async def pull(host: Host, record: Record, dest: Path) -> list[Output]:
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".simtui-outputs-", dir=dest))
     try:
-        archive = host.stream(["sh", "-c", TAR, "sh", home_relative(outputs_root(record)), *paths])
+        archive = host.stream(["sh", "-c", scripts.TAR_FILES, "sh", home_relative(outputs_root(record)), *paths])
         untar = ["tar", "-x", "--no-same-owner", "-f", "-", "-C", str(staging)]
         result = await this_machine().run_with_input(untar, archive)
         if not result.ok:

@@ -17,34 +17,13 @@ from pathlib import Path
 from simtui.engine.project import Project, inside
 from simtui.engine.tarstream import tar_stream
 from simtui.errors import CommandFailed, SimtuiError, UsageError
+from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.local import this_machine
 from simtui.hosts.project import Place, run_live, where
 from simtui.hosts.project_helper import count_files
 
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
-UNTAR = 'mkdir -p "$1" && cd "$1" && exec tar -x -p --no-same-owner -f -'
-
-# $1 = project folder, $2 = file name in data/, $3 = URL, $4 = "1" to show progress.
-# The download goes to a hidden temporary name, renamed once complete: a failed
-# or interrupted one leaves nothing behind.
-DOWNLOAD = r"""
-root=$1 name=$2 url=$3 progress=$4
-mkdir -p "$root/data" && cd "$root/data" || exit
-part=".$name.part.$$"
-trap 'rm -f "$part"' EXIT
-trap 'exit 130' INT TERM HUP
-if command -v curl >/dev/null 2>&1; then
-    if [ -n "$progress" ]; then curl -fL --progress-bar -o "$part" "$url"; else curl -fsSL -o "$part" "$url"; fi
-elif command -v wget >/dev/null 2>&1; then
-    if [ -n "$progress" ]; then wget -q --show-progress -O "$part" "$url"; else wget -q -O "$part" "$url"; fi
-elif command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$part"
-else
-    echo "there is no curl, wget or python3 to download with" >&2; exit 127
-fi || exit
-mv -f "$part" "$name"
-"""
 
 
 async def _checked(host: Host, project: Project, path: str) -> tuple[str, Place]:
@@ -79,7 +58,7 @@ async def push(host: Host, project: Project, local: Path, remote: str, progress:
     members = list(_local_files(local, rel))
     total = sum(path.lstat().st_size for path, _ in members)
     tar = tar_stream(members, progress and (lambda done: progress(done, total)))
-    result = await host.run_with_input(["sh", "-c", UNTAR, "sh", project.folder_arg(host.spec)], tar)
+    result = await host.run_with_input(["sh", "-c", scripts.UNTAR, "sh", project.folder_arg(host.spec)], tar)
     if not result.ok:
         raise CommandFailed(host.name, f"tar -x in {project.folder(host.spec)}", result.exit_status, result.stderr)
     return rel
@@ -140,7 +119,7 @@ async def download(host: Host, project: Project, url: str, on_output: Callable[[
     there, relative to the project folder. The downloader's messages (and progress,
     when asked) go to ``on_output``."""
     name = data_name(url)
-    argv = ["sh", "-c", DOWNLOAD, "sh", project.folder_arg(host.spec), name, url, "1" if progress else ""]
+    argv = ["sh", "-c", scripts.DOWNLOAD, "sh", project.folder_arg(host.spec), name, url, "1" if progress else ""]
     status = await run_live(host, argv, on_output)
     if status:
         raise SimtuiError(f"{host.name}: downloading {url} failed (exit {status}); nothing was kept")

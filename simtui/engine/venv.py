@@ -15,25 +15,13 @@ from typing import Any
 from simtui.engine.project import Project
 from simtui.engine.selection import VENV
 from simtui.errors import SimtuiError, UsageError
+from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.project import run_live
 from simtui.model import to_dict
 
 STAMP = "simtui-requirements.sha256"
 REQUIREMENTS = {"requirements.txt": ["-r", "requirements.txt"], "pyproject.toml": ["."]}
-
-# $1 = project folder, $2 = venv, $3 = stamp file, $4 = its content; then pip's arguments.
-MAKE = r"""
-root=$1 venv=$2 stamp=$3 want=$4; shift 4
-cd "$root" || exit
-rm -rf "$venv"
-if command -v uv >/dev/null 2>&1; then
-    uv venv --quiet "$venv" && uv pip install --python "$venv/bin/python" "$@"
-else
-    python3 -m venv "$venv" && "$venv/bin/python" -m pip install --disable-pip-version-check "$@"
-fi || exit
-echo "$want" > "$venv/$stamp"
-"""
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,7 @@ async def make_env(host: Host, project: Project, on_output: Callable[[bytes], No
     current = await host.run(["cat", _stamp(host, project)])
     if current.ok and current.stdout.strip() == want:
         return EnvResult(host.name, venv, name, made=False)
-    argv = ["sh", "-c", MAKE, "sh", project.folder_arg(host.spec), VENV, STAMP, want, *REQUIREMENTS[name]]
+    argv = ["sh", "-c", scripts.MAKE, "sh", project.folder_arg(host.spec), VENV, STAMP, want, *REQUIREMENTS[name]]
     status = await run_live(host, argv, on_output)
     if status:
         raise SimtuiError(f"{host.name}: making {venv} from {name} failed (exit {status}); see the output above")

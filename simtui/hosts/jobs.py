@@ -111,7 +111,8 @@ case $params in
     job:*) SIMTUI_PARAMS=$d/${params#job:}; given=$SIMTUI_PARAMS ;;
 esac
 if [ -n "$params" ]; then
-    mkdir -p "$(dirname "$SIMTUI_PARAMS")" && cat > "$SIMTUI_PARAMS.tmp" && mv -f "$SIMTUI_PARAMS.tmp" "$SIMTUI_PARAMS" \
+    mkdir -p "$(dirname "$SIMTUI_PARAMS")" && cat > "$SIMTUI_PARAMS.tmp" \
+        && mv -f "$SIMTUI_PARAMS.tmp" "$SIMTUI_PARAMS" \
         || { echo "cannot write the parameters to $SIMTUI_PARAMS" >&2; exit 95; }
     export SIMTUI_PARAMS
 fi

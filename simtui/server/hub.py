@@ -179,7 +179,8 @@ class Hub:
         deadline = time.monotonic() + min(timeout, PLACEMENT_WAIT)
 
         def ready(view: ProbeResult) -> bool:
-            return view.state is HostState.DOWN or (view.sample is not None and view.sample.time >= asked - self.interval)
+            fresh = view.sample is not None and view.sample.time >= asked - self.interval
+            return view.state is HostState.DOWN or fresh
 
         with self.hosts.subscribe() as queue:
             while not all(ready(self.views[s.name]) for s in specs) and time.monotonic() < deadline:
