@@ -8,7 +8,6 @@ commands that need them.
 
 from __future__ import annotations
 
-import posixpath
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -27,9 +26,6 @@ from simtui.textsafe import sanitize
 
 if TYPE_CHECKING:
     from simtui.client import Client
-    from simtui.engine.jobs import Engine
-    from simtui.engine.project import Project
-    from simtui.hosts import Host
     from simtui.store import Store
 
 
@@ -331,23 +327,6 @@ def feed(output: BinaryIO) -> None:
 
 
 # -- jobs ----------------------------------------------------------------------
-
-
-def with_engine(obj: Obj, work: Callable[[Engine], Awaitable[Any]]) -> Any:
-    """Run ``work(engine)`` in an event loop, then close connections and the store."""
-    from simtui.engine.jobs import Engine
-
-    async def go() -> Any:
-        store = open_store()
-        engine = Engine(obj.config, store)
-        engine.notifier.report = lambda outcome: click.echo(f"simtui: notify {outcome}", err=True)
-        try:
-            return await work(engine)
-        finally:
-            await engine.close()
-            store.close()
-
-    return run_async(go())
 
 
 def with_client(obj: Obj, work: Callable[[Client], Awaitable[Any]]) -> Any:
@@ -787,21 +766,6 @@ progress_option = click.option(
 )
 
 
-def with_project(obj: Obj, host: str | None, work: Callable[[Engine, Host, Project], Awaitable[Any]]) -> Any:
-    """``work(engine, host, project)`` for the project here (the git checkout holding
-    the current directory, else the directory) on the host named, else the only
-    SSH host configured."""
-    from simtui.engine.project import find_project, project_host
-
-    project = find_project()
-    host = project_host(obj.config, host)
-
-    async def go(engine: Engine) -> Any:
-        return await work(engine, await engine.host(host), project)
-
-    return with_engine(obj, go)
-
-
 @main.command()
 @host_option
 @progress_option
@@ -839,16 +803,10 @@ def env(obj: Obj, host: str | None, as_json: bool) -> None:
     python3 -m venv and pip); made again only when that file changes. Jobs run
     with --sync run inside it, and their record lists its packages.
     """
-    from simtui.engine.sync import sync as sync_project
-    from simtui.engine.venv import make_env
-
-    async def work(engine: Engine, on: Host, project: Project) -> Any:
-        await sync_project(on, project)
-        return await make_env(on, project, to_stderr)
-
-    result = with_project(obj, host, work)
-    summary = f"{result.host}:{result.venv}: {'made' if result.made else 'up to date'} from {result.requirements}"
-    echo_json(result.to_dict()) if as_json else click.echo(summary)
+    result = with_client(obj, lambda client: client.env(host, on_output=to_stderr))
+    summary = (f"{result['host']}:{result['venv']}: {'made' if result['made'] else 'up to date'} "
+               f"from {result['requirements']}")
+    echo_json(result) if as_json else click.echo(summary)
 
 
 @main.command()
@@ -896,17 +854,16 @@ def data(obj: Obj, urls: tuple[str, ...], host: str | None, progress: bool) -> N
     With curl, wget or python3, whichever the host has; the file is named after
     the URL's path. A failed download leaves no partial file.
     """
-    from simtui.engine.transfer import data_name, download
+    from simtui.engine.transfer import data_name
 
     for url in urls:
         data_name(url)  # every URL checked before the first download
 
-    async def work(engine: Engine, on: Host, project: Project) -> None:
+    async def work(client: Client) -> None:
         for url in urls:
-            rel = await download(on, project, url, to_stderr, progress or sys.stderr.isatty())
-            click.echo(f"{on.name}:{posixpath.join(project.folder(on.spec), rel)}")
+            click.echo(await client.data(url, host, on_output=to_stderr, progress=progress or sys.stderr.isatty()))
 
-    with_project(obj, host, work)
+    with_client(obj, work)
 
 
 @main.command()
@@ -926,16 +883,13 @@ def notebook(obj: Obj, host: str | None, port: int, server: str | None) -> None:
     """
     import shlex
 
-    from simtui.engine.notebook import serve, start_notebook
-
-    async def work(engine: Engine, on: Host, project: Project) -> Record:
-        started = await start_notebook(engine, on.name, project, port, shlex.split(server) if server else None)
-        click.echo(f"simtui: notebook {started.record.label} on {on.name}; Ctrl-C stops it", err=True)
-        click.echo(started.url)
-        return await serve(engine, started)
+    def on_url(label: str, url: str) -> None:
+        click.echo(f"simtui: notebook {label}; Ctrl-C stops it", err=True)
+        click.echo(url)
 
     try:
-        record = with_project(obj, host, work)
+        record = with_client(obj, lambda client: client.notebook(on_url, host, port=port,
+                                                                 command=shlex.split(server) if server else None))
     except KeyboardInterrupt:
         click.echo("simtui: notebook stopped", err=True)
         return

@@ -382,6 +382,43 @@ class Client:
         return await self.request("pull", self._progress(progress), remote=remote, local=str(Path(local).resolve()),
                                   host=host, project_root=_root(project))
 
+    def _output(self, on_output: OnData | None) -> Callable[[dict[str, Any]], None]:
+        return lambda event: on_output(protocol.unpack(event["data"])) if on_output and "data" in event else None
+
+    async def env(self, host: str | None = None, project: str | os.PathLike | None = None,
+                  on_output: OnData | None = None) -> dict[str, Any]:
+        """Sync, then make the project's venv on the host; the installer's output goes to ``on_output``."""
+        return await self.request("env", self._output(on_output), host=host, project_root=_root(project))
+
+    async def data(self, url: str, host: str | None = None, project: str | os.PathLike | None = None,
+                   on_output: OnData | None = None, progress: bool = False) -> str:
+        """Download ``url`` on the host into the project's data/; returns host:path."""
+        return await self.request("data", self._output(on_output), url=url, host=host, project_root=_root(project),
+                                  progress=progress)
+
+    async def notebook(self, on_url: Callable[[str, str], None], host: str | None = None,
+                       project: str | os.PathLike | None = None, port: int = 8888,
+                       command: Sequence[str] | None = None) -> Record:
+        """Jupyter in the project's folder on the host, forwarded to a local port:
+        ``on_url(label, url)`` once it listens; returns when the server ends. Leaving
+        (cancelling) kills it."""
+        label = None
+
+        def on_event(event: dict[str, Any]) -> None:
+            nonlocal label
+            if "url" in event:
+                label = event["label"]
+                on_url(event["label"], event["url"])
+
+        try:
+            return Record.from_dict(await self.request("notebook", on_event, host=host, project_root=_root(project),
+                                                       port=port, command=list(command) if command else None))
+        except asyncio.CancelledError:
+            if label is not None:  # say so before going: the server kills it
+                with contextlib.suppress(SimtuiError):
+                    await self.kill(label)
+            raise
+
     async def status(self) -> dict[str, Any]:
         return await self.request("status")
 

@@ -63,18 +63,6 @@ async def start_notebook(engine: Engine, host_name: str, project: Project, local
     return Notebook(record, f"http://127.0.0.1:{forward.port}/" + (f"?token={token}" if token else ""), forward)
 
 
-async def serve(engine: Engine, notebook: Notebook) -> Record:
-    """Keep the forward open until the server ends, or until this is cancelled
-    (Ctrl-C): then the server is killed. Returns its record."""
-    label = notebook.record.label
-    try:
-        return await engine.follow(label)
-    finally:
-        notebook.forward.close()
-        if not engine.store.get(label).state.finished:
-            await engine.kill(label)
-
-
 async def _jupyter(host: Host, project: Project, venv: str | None) -> str:
     argv = ["sh", "-c", scripts.FIND_COMMAND, "sh", project.folder_arg(host.spec), venv or "", *JUPYTER]
     found = await host.run(argv)

@@ -8,15 +8,17 @@ SimtuiError goes back to the client with its message and exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from simtui.engine import outputs
 from simtui.engine.project import Project, find_project, project_host
+from simtui.errors import SimtuiError
 from simtui.model import JobSpec, Record, to_dict
 from simtui.server.hub import Hub
 from simtui.server.protocol import DATA_CHUNK, PROTOCOL, pack
@@ -103,22 +105,27 @@ class Requests:
         sent = await self._send_all(event, lambda on_data: self.engine.read(label, on_data, offset))
         return {"offset": sent, "record": self.store.get(label).to_dict()}
 
-    async def _send_all(self, event: Event, produce: Callable[[Callable[[bytes], None]], Awaitable[int]]) -> int:
-        """Bytes from ``produce(on_data)`` sent as data events, in order."""
+    @contextlib.asynccontextmanager
+    async def _output(self, event: Event) -> AsyncIterator[Callable[[bytes], None]]:
+        """A callback whose bytes go out as data events, in order, all of them sent
+        before the block ends (so before the request's result or error)."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
         async def pump() -> None:
             while (data := await queue.get()) is not None:
-                for i in range(0, len(data), DATA_CHUNK):
-                    await event({"data": pack(data[i : i + DATA_CHUNK])})
+                await self._send_bytes(event, data)
 
         sender = asyncio.create_task(pump())
         try:
-            result = await produce(queue.put_nowait)
+            yield queue.put_nowait
         finally:
             queue.put_nowait(None)
             await sender
-        return result
+
+    async def _send_all(self, event: Event, produce: Callable[[Callable[[bytes], None]], Awaitable[int]]) -> int:
+        """Bytes from ``produce(on_data)`` sent as data events, in order."""
+        async with self._output(event) as on_data:
+            return await produce(on_data)
 
     async def op_follow(self, event: Event, label: str, offset: int = 0, tail: int | None = None) -> dict[str, Any]:
         """The log from byte ``offset`` (with ``tail``: the last ``tail`` bytes of the
@@ -215,6 +222,51 @@ class Requests:
         on = await self.engine.host(name)
         rel = await push(on, project, Path(local), remote, self._progress(event))
         return f"{name}:{posixpath.join(project.folder(on.spec), rel)}"
+
+    async def op_env(self, event: Event, project_root: str | None = None, host: str | None = None) -> dict[str, Any]:
+        """Sync, then make the project's venv there; the installer's output streams."""
+        from simtui.engine.sync import sync
+        from simtui.engine.venv import make_env
+
+        project, name = self._project_host(project_root, host)
+        on = await self.engine.host(name)
+        await sync(on, project)
+        async with self._output(event) as on_output:
+            return (await make_env(on, project, on_output)).to_dict()
+
+    async def op_data(self, event: Event, url: str, project_root: str | None = None, host: str | None = None,
+                      progress: bool = False) -> str:
+        """Download ``url`` on the host into the project's data/; returns where it went."""
+        from simtui.engine.transfer import download
+
+        project, name = self._project_host(project_root, host)
+        on = await self.engine.host(name)
+        async with self._output(event) as on_output:
+            rel = await download(on, project, url, on_output, progress)
+        return f"{name}:{posixpath.join(project.folder(on.spec), rel)}"
+
+    async def op_notebook(self, event: Event, project_root: str | None = None, host: str | None = None,
+                          port: int = 8888, command: list[str] | None = None) -> dict[str, Any]:
+        """Start Jupyter (or ``command``) as a job in the project's folder, forward a
+        local port to it, say ``{"label", "url"}``; then hold the forward until the
+        job ends, or until the client goes (then the job is killed)."""
+        from simtui.engine.notebook import start_notebook
+
+        project, name = self._project_host(project_root, host)
+        started = await start_notebook(self.engine, name, project, port, command)
+        label = started.record.label
+        self.hub.wake.set()
+        try:
+            with self.hub.jobs.subscribe() as changes:
+                await event({"label": label, "url": started.url})
+                while not self.store.get(label).state.finished:
+                    await changes.get()
+            return self.store.get(label).to_dict()
+        finally:
+            started.forward.close()
+            if not self.store.get(label).state.finished:
+                with contextlib.suppress(SimtuiError):
+                    await asyncio.shield(self.engine.kill(label))
 
     async def op_pull(self, event: Event, remote: str, local: str, project_root: str | None = None,
                       host: str | None = None) -> str:
