@@ -86,7 +86,13 @@ class Client:
         self._pending: dict[int, asyncio.Queue] = {}
         self._ids = itertools.count(1)
         self._dispatch: asyncio.Task | None = None
+        self._reconnecting = asyncio.Lock()
         self.server_pid: int | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to a server is open and heard from."""
+        return self._writer is not None and self._dispatch is not None and not self._dispatch.done()
 
     # -- the connection ----------------------------------------------------------------
 
@@ -171,7 +177,13 @@ class Client:
 
     async def reconnect(self) -> None:
         """After the server went away: reach it again (a new one starts), with a
-        short backoff while the old one's lock is released."""
+        short backoff while the old one's lock is released. Several streams of one
+        client may call it at once: the first reconnects, the others find it done."""
+        async with self._reconnecting:
+            if not self.connected:
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
         await self.close()
         for delay in (*RECONNECT, None):
             try:
@@ -213,6 +225,12 @@ class Client:
                     return message.get("result")
         except ConnectionError:
             raise ServerGone("the simtui server went away") from None
+        except asyncio.CancelledError:
+            if self.connected:  # the server stops it too (a stream that is no longer read)
+                with contextlib.suppress(ConnectionError):
+                    self._writer.write(protocol.encode({"id": next(self._ids), "op": "cancel",
+                                                        "args": {"request": ident}}))
+            raise
         finally:
             self._pending.pop(ident, None)
 

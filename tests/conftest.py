@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -35,17 +36,25 @@ def simtui_env(tmp_path, monkeypatch):
 
 
 def stop_server(home: Path) -> None:
-    """TERM the server of ``home``, if one runs, and wait for it to go."""
-    try:
-        pid = int((home / "server.pid").read_text())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                 timeout=20, what=f"the simtui server {pid} to stop")
-    except (ProcessLookupError, psutil.NoSuchProcess):
-        pass
+    """TERM every simtui server of ``home`` (the one in server.pid, and any still
+    starting) and wait for them to go."""
+    servers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if cmdline[-2:] != ["server", "run"] or "simtui" not in cmdline:
+            continue
+        try:
+            if proc.environ().get("SIMTUI_HOME") == str(home):
+                servers.append(proc)
+        except psutil.Error:
+            continue
+    for proc in servers:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    gone = lambda p: not p.is_running() or p.status() == psutil.STATUS_ZOMBIE  # noqa: E731
+    for proc in servers:
+        with contextlib.suppress(psutil.Error):
+            wait_for(lambda: gone(proc), timeout=20, what=f"the simtui server {proc.pid} to stop")
 
 
 @pytest.fixture(scope="session")

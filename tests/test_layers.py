@@ -13,12 +13,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "simtui"
 
 
 def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it: ``from a import b`` counts as
+    ``a`` and ``a.b`` (b may be a module); relative imports resolved."""
+    package = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)[:-1]  # the package it is in
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            if module:
+                names.add(module)
+                names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -40,6 +47,12 @@ FORBIDDEN = [
 
 def uses(imported: set[str], package: str) -> bool:
     return any(name == package or name.startswith(package + ".") for name in imported)
+
+
+# The dashboard is a client of the server (DESIGN.md, "The server: one owner of the
+# truth"): it never holds a host connection, a job's local log or an engine of its own.
+NOT_IN_THE_UI = ["simtui.hosts", "simtui.store.logs", "simtui.engine.jobs", "simtui.engine.pool",
+                 "simtui.engine.watch", "simtui.engine.sampler"]
 
 
 def test_only_the_ui_imports_textual():
@@ -82,3 +95,22 @@ def test_files_that_run_on_hosts_need_only_the_standard_library(module):
         if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] not in optional | {"__future__"}
     }
     assert outside == set()
+
+
+@pytest.mark.parametrize("package", NOT_IN_THE_UI)
+def test_no_ui_module_imports_what_the_server_owns(package):
+    offenders = [m for m, imp in MODULES.items() if m.startswith("simtui/ui/") and uses(imp, package)]
+    assert offenders == []
+
+
+def test_the_dashboard_loads_no_engine_host_connection_or_server():
+    """What importing the dashboard loads, imports of imports included. Of simtui.hosts
+    only the pure helpers that finding the project (engine.project) needs may come along."""
+    code = "import sys, simtui.ui.app; print('\\n'.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    helpers = {"simtui.hosts", "simtui.hosts.base", "simtui.hosts.project_helper"}
+    offenders = [m for m in loaded if m not in helpers and (
+        any(uses({m}, package) for package in NOT_IN_THE_UI) or uses({m}, "asyncssh")
+        or (uses({m}, "simtui.server") and m not in ("simtui.server", "simtui.server.protocol")))]
+    assert offenders == []
+    assert "simtui.client" in loaded

@@ -1,9 +1,13 @@
 """The dashboard under Pilot, against this machine and real sshd hosts: every key,
-live hosts, live logs, hosts going down."""
+live hosts, live logs, hosts going down, its server killed. The app's client
+starts a real server in the test's SIMTUI_HOME (conftest stops it after)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, Label
@@ -63,8 +67,9 @@ async def all_up(pilot, names=HOSTS) -> None:
 
 
 async def submit(app: SimtuiApp, *argv: str, host: str = "local", **more) -> str:
-    """Start a job through the app's engine (as the form would) and show it."""
-    record = await app.engine.submit(JobSpec(argv=argv, host=host, **more))
+    """Start a job through the app's server (as the form would) and show it."""
+    await app.connect()
+    record = await app.client.submit(JobSpec(argv=argv, host=host, **more))
     app.refresh_jobs()
     return record.label
 
@@ -347,7 +352,7 @@ async def test_p_lists_a_hosts_processes(config_file, lab, host):
         assert pid in pids  # the job's wrapper, on its own host
         await pilot.press("escape")
         assert app.screen is app.dashboard
-        await app.engine.kill(label)
+        await app.client.kill(label)
 
 
 async def test_question_mark_lists_the_keys_and_keys_remap_from_the_config(tmp_path):
@@ -444,3 +449,50 @@ async def test_log_pane_cleans_lines_and_cuts_runaway_ones(config_file):
         assert len(pane.lines) == pane.max_lines and pane.lines[-1] == str(3 * pane.max_lines - 1)
         await pilot.pause()
         assert pane.scroll_offset.y == pane.max_scroll_y > 0  # following the end
+
+
+async def test_the_dashboard_outlives_a_killed_server(tmp_path):
+    """kill -9 of the server: the dashboard reconnects (a new one starts), says so,
+    and every stream goes on: hosts, the jobs table, the log pane (every byte once)."""
+    path = tmp_path / "config.toml"
+    path.write_text(quick(tmp_path))
+    home = Path(os.environ["SIMTUI_HOME"])
+    work = tmp_path / "work"
+    work.mkdir()
+    app = dashboard(path)
+    seen = toasts(app)
+    ticking = "i=0; while [ ! -e stop ]; do i=$((i+1)); echo tick $i; sleep 0.05; done; echo end"
+    async with app.run_test(size=SIZE) as pilot:
+        await all_up(pilot, ["local"])
+        ticker = await submit(app, "sh", "-c", ticking, workdir=str(work))
+        await select(pilot, ticker)
+        pane = app.dashboard.log_pane
+        await until(pilot, lambda: "tick 3" in pane.lines, what="the ticks")
+        old = int((home / "server.pid").read_text())
+        assert app.server_pid == app.client.server_pid == old
+
+        os.kill(old, signal.SIGKILL)
+        await until(pilot, lambda: not app.client.connected or app.client.server_pid != old, what="the loss seen")
+        await app.connect()  # as a key does: the new server takes it
+        gate = ("sh", "-c", "while [ ! -e go ]; do sleep 0.05; done; echo after")
+        gated = (await app.client.submit(JobSpec(argv=gate, host="local", workdir=str(work)))).label
+        await until(pilot, lambda: any(t.startswith("simtui server restarted") for t in seen), what="the toast")
+        new = app.server_pid
+        assert new != old and app.client.server_pid == new and int((home / "server.pid").read_text()) == new
+
+        jobs = app.dashboard.jobs  # nothing but the jobs stream tells the table of this job
+        await until(pilot, lambda: gated in jobs.records and jobs.records[gated].state is JobState.RUNNING,
+                    what="the job submitted after the kill, running")
+        (work / "go").touch()
+        await until(pilot, lambda: jobs.records[gated].state is JobState.SUCCEEDED, what="it succeeded")
+        since = app.hosts["local"].sample.time
+        await until(pilot, lambda: app.hosts["local"].sample.time > since, what="a sample from the new server")
+
+        shown = len(pane.lines)
+        await until(pilot, lambda: len(pane.lines) > shown + 3, what="ticks through the new server")
+        (work / "stop").touch()
+        await until(pilot, lambda: pane.lines and f"{ticker} succeeded" in pane.lines[-1],
+                    what="the end of the log")
+        lines = pane.lines[:-1]
+        assert lines[-1] == "end" and lines[:-1] == [f"tick {i}" for i in range(1, len(lines))]  # once each
+        assert not [t for t in seen if "went away" in t or "Error" in t]

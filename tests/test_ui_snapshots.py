@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from textual.widgets import Input
 from uikit import frozen_app, post_frozen_hosts
 
 from simtui.ui.screens.new_job import NewJobScreen
@@ -39,6 +40,8 @@ def test_new_job_form_with_host_picker(snap_compare):
         for field, value in [("command", "python train.py --lr 0.05"), ("tags", "sweep"), ("mem", "64G"),
                              ("gpus", "1"), ("gpu_mem", "40G")]:
             form.query_one(f"#{field}").value = value
+        for field in form.query(Input):
+            field.cursor_blink = False  # the cursor shows, however long the steps before took
         await pilot.pause()
 
     assert snap_compare(frozen_app(), terminal_size=SIZE, run_before=fill)

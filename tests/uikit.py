@@ -19,6 +19,7 @@ from simtui.model import GpuProcess, GpuSample, HostFacts, HostState, JobState, 
 from simtui.store import Store
 from simtui.store.logs import LocalLog
 from simtui.ui.app import HostUpdated, SimtuiApp
+from simtui.ui.widgets.log import BACKLOG_BYTES
 
 GiB = 1024**3
 NOW = T0 + 3600  # the frozen clock
@@ -110,13 +111,17 @@ def frozen_project() -> Path:
 
 class FrozenApp(SimtuiApp):
     """A SimtuiApp that runs in ``cwd`` (restored after): the form's sync toggle names
-    the same project on every machine, whatever the checkout's folder is called."""
+    the same project on every machine, whatever the checkout's folder is called. Its
+    log pane shows the local copy that frozen_records wrote (no server is asked)."""
 
     CSS_PATH = Path(sys.modules[SimtuiApp.__module__].__file__).with_name(SimtuiApp.CSS_PATH)
 
     def __init__(self, *args: Any, cwd: Path, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cwd = cwd
+
+    def frozen_log(self, label: str) -> tuple[int, bytes]:
+        return LocalLog(label).tail(BACKLOG_BYTES)
 
     async def run_async(self, *args: Any, **kwargs: Any) -> Any:  # snap_compare runs it so
         with contextlib.chdir(self.cwd):

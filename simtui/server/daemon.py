@@ -106,7 +106,7 @@ async def _connection(hub: Hub, requests: Requests, reader: asyncio.StreamReader
         return
     hub.clients += 1
     lock = asyncio.Lock()
-    tasks: set[asyncio.Task] = set()
+    tasks: dict[Any, asyncio.Task] = {}  # by request id
 
     async def send(message: dict[str, Any]) -> None:
         async with lock:
@@ -115,13 +115,19 @@ async def _connection(hub: Hub, requests: Requests, reader: asyncio.StreamReader
 
     try:
         while (message := await protocol.read(reader)) is not None:
+            if message.get("op") == "cancel":  # the client no longer wants that request's answer
+                cancelled = tasks.get((message.get("args") or {}).get("request"))
+                if cancelled is not None:
+                    cancelled.cancel()
+                continue
+            ident = message.get("id")
             task = asyncio.create_task(_request(requests, message, send))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks[ident] = task
+            task.add_done_callback(lambda _, ident=ident: tasks.pop(ident, None))
     finally:
-        for task in tasks:
+        for task in list(tasks.values()):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
         hub.clients -= 1
         writer.close()
 

@@ -1,6 +1,7 @@
 """How the server and its clients talk: JSON lines on a Unix socket.
 
-A request is ``{"id": N, "op": NAME, "args": {...}}``. The server answers with any
+A request is ``{"id": N, "op": NAME, "args": {...}}``; ``{"op": "cancel", "args":
+{"request": N}}`` stops request N (its client no longer reads it). The server answers with any
 number of ``{"id": N, "event": {...}}`` (a stream: log bytes, samples, job
 changes, progress), then exactly one ``{"id": N, "result": ...}`` or ``{"id": N,
 "error": {"message": ..., "exit_code": ...}}``. A connection may carry several
@@ -25,7 +26,7 @@ from typing import Any
 
 from simtui.errors import SimtuiError
 
-PROTOCOL = 1
+PROTOCOL = 2
 LIMIT = 16 << 20  # bytes a line may hold
 DATA_CHUNK = 256 << 10  # log bytes per message
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes, NUL included

@@ -1,32 +1,35 @@
-"""The dashboard app: its data sources (a worker per host, one for the jobs) and
-the one path every error takes to the screen.
+"""The dashboard app: a client of the simtui server, and the one path every error
+takes to the screen.
 
-Workers only report: a host watcher posts a HostUpdated per sample or change of
-state, the jobs loop does what `simtui watch` does (start queued jobs, reconcile,
-copy running jobs' logs) and posts JobsUpdated. With ``live=False`` none of them
-runs and the tests post those messages with frozen data themselves.
+The server owns the truth (hosts, the queue, followers, job states); the app holds
+one Client and, once the first frame is drawn, one worker per stream: the hosts'
+views (each posted as a HostUpdated) and the job events (each a cue to read the
+records again from the store: reads go straight to SQLite). A stream that loses
+the server reconnects, which starts a new one, and subscribes again: a lost server
+is a state, shown, never the end of a loop. With ``live=False`` no worker runs, no
+server starts, and the tests post those messages with frozen data themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.message import Message
+from textual.timer import Timer
 from textual.worker import Worker
 
-from simtui.config import Config
-from simtui.engine.jobs import Engine
-from simtui.engine.sampler import watch_host
-from simtui.engine.watch import watch_once
+from simtui.client import Client
+from simtui.config import EMBEDDED, Config
 from simtui.errors import SimtuiError
-from simtui.model import HostSpec, JobState, ProbeResult, Record
+from simtui.model import JobState, ProbeResult, Record
+from simtui.server.protocol import ServerGone
 from simtui.store import Store
 from simtui.ui.screens.base import BackScreen
 from simtui.ui.screens.confirm import ConfirmScreen, PromptScreen
@@ -44,6 +47,8 @@ ENDED_SEVERITY = {
     JobState.KILLED: "warning",
     JobState.LOST: "error",
 }
+RETRY, RETRY_MAX = 1.0, 30.0  # seconds between tries of a stream that fails at once: one capped backoff
+COALESCE = 0.05  # seconds: job events closer than this cost one read of the records
 
 
 class HostUpdated(Message):
@@ -62,6 +67,11 @@ class JobsUpdated(Message):
         self.records = records
 
 
+def config_file_of(config: Config) -> str | None:
+    """The file ``config`` was read from (None: the embedded default)."""
+    return None if config.path == EMBEDDED else config.path
+
+
 class SimtuiApp(App[None]):
     CSS_PATH = "simtui.tcss"
     TITLE = "simtui"
@@ -74,20 +84,26 @@ class SimtuiApp(App[None]):
         self,
         config: Config,
         *,
+        config_file: str | None = None,
         store: Store | None = None,
         live: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``config_file``: what the server is started with (default: the file
+        ``config`` came from). With ``live=False`` no server is started."""
         super().__init__()
         self.config = config
         self.store = store or Store.open()
-        self.engine = Engine(config, self.store)
         self.live = live
+        self.client = Client(config_file or config_file_of(config), start=live)
         self.clock = clock
         self.hosts = {spec.name: HostView(spec) for spec in config.hosts}
         self.records: dict[str, Record] = {}
         self.dashboard = DashboardScreen()
-        self._wake = asyncio.Event()
+        self.server_pid: int | None = None  # the server this app last talked to
+        self._refresh: Timer | None = None
+        self._closed = False  # the store is closed: nothing more to read
+        self._unreachable: str | None = None  # why the server could not be reached, as last reported
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -99,20 +115,27 @@ class SimtuiApp(App[None]):
             self.report(SimtuiError(f"{self.config.path}: [keys]: unknown action {', '.join(unknown)} "
                                     f"(known: {', '.join(self.binding_ids())})"))
         self.refresh_jobs()
-        if self.live:  # once the first frame is on the screen: connecting costs CPU
+        if self.live:  # once the first frame is on the screen: starting a server takes a while
             self.call_after_refresh(self._start_workers)
 
     def _start_workers(self) -> None:
-        for spec in self.config.hosts:
-            self.spawn(self, self._watch_host(spec), group=f"host:{spec.name}", exclusive=True)
-        self.spawn(self, self._watch_jobs(), group="jobs", exclusive=True)
+        self.spawn(self, self._keep(self.client.samples, self._host_event), group="hosts", exclusive=True)
+        self.spawn(self, self._keep(self.client.jobs, self._job_event), group="jobs", exclusive=True)
+        self.set_interval(self.config.defaults.interval, self._tick)
+
+    def _tick(self) -> None:
+        """Running jobs' runtimes go on (the records change only when the server says so)."""
+        self.dashboard.show_jobs(self.records.values())
 
     async def on_unmount(self) -> None:
-        """Stop the workers (and what they run on hosts) before their connections close."""
+        """Stop the workers, then leave the server (it goes on: jobs outlive the screen)."""
         workers = list(self.workers)
         self.workers.cancel_all()
         await asyncio.gather(*(worker.wait() for worker in workers), return_exceptions=True)
-        await self.engine.close()
+        await self.client.close()
+        if self._refresh is not None:
+            self._refresh.stop()
+        self._closed = True
         self.store.close()
 
     # -- workers -------------------------------------------------------------------
@@ -133,50 +156,115 @@ class SimtuiApp(App[None]):
         text = str(err) if isinstance(err, SimtuiError) else f"{type(err).__name__}: {err}"
         self.notify(text, title="error", severity="error", timeout=12)
 
-    def act(self, work: Awaitable[Record], select: bool = False) -> None:
-        """An engine call for a key (submit, kill, rerun, tag): says what came of it."""
+    def act(self, work: Awaitable[Record], select: bool = False, server: bool = True) -> None:
+        """A request for a key (submit, kill, rerun; tag with ``server=False``): says
+        what came of it. ``work`` starts once the server is reached."""
 
         async def run() -> None:
-            record = await work
+            try:
+                if server:
+                    await self.connect()  # after a lost server: the new one takes it
+                record = await work
+            except ServerGone:
+                raise SimtuiError("the simtui server went away before it answered: the jobs table shows "
+                                  "whether it was done") from None
+            finally:
+                if inspect.iscoroutine(work):
+                    work.close()  # not awaited where connecting failed: no warning about that
             self.notify(f"{record.label} {record.state.value} on {record.host}")
             if select:
                 self.dashboard.jobs.select(record.label)
             self.refresh_jobs()
-            self._wake.set()  # the jobs loop looks again now
 
         self.spawn(self, run(), group="actions")
 
     async def add_tags(self, label: str, tags: Iterable[str]) -> Record:
         return self.store.add_tags(label, tags)
 
-    async def _watch_host(self, spec: HostSpec) -> None:
-        interval, timeout = self.config.defaults.interval, self.config.defaults.timeout
-        async for result in watch_host(spec, interval, timeout):
-            self.post_message(HostUpdated(result))
-
-    async def _watch_jobs(self) -> None:
-        """What `simtui watch` does, each interval or when a key changed a job."""
-        followers: dict[str, asyncio.Task] = {}
+    def frozen_log(self, label: str) -> tuple[int, bytes]:
+        """What a log pane shows with ``live=False`` (no server to ask): where it
+        starts in the log, and the bytes; here the record's last lines."""
         try:
-            while True:
-                self._wake.clear()
+            tail = self.store.get(label).log_tail or ""
+        except SimtuiError:
+            return 0, b""
+        return 0, (tail + "\n" if tail and not tail.endswith("\n") else tail).encode()
+
+    # -- the server ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Reach the server (a new one starts where none runs); say so when it is
+        another one than before: the old one was killed or stopped."""
+        await self.client.reconnect()
+        pid = self.client.server_pid
+        if self.server_pid is not None and pid != self.server_pid:
+            self.notify(f"simtui server restarted (pid {pid}; the old one, {self.server_pid}, was gone)",
+                        title="server", severity="warning", timeout=8)
+            self.refresh_jobs()
+        self.server_pid = pid
+
+    async def _keep(self, subscribe: Callable[[], AsyncIterator[dict[str, Any]]],
+                    handle: Callable[[dict[str, Any]], None]) -> None:
+        """Subscribe and hand each event to ``handle``, for as long as the app runs:
+        through a lost server (reconnect, subscribe again) and any error (reported,
+        backed off)."""
+        delay = RETRY
+        while True:
+            heard = False
+            try:
                 try:
-                    await watch_once(self.engine, followers)
-                except SimtuiError as err:
-                    self.report(err)
-                self.refresh_jobs()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.defaults.interval)
-        finally:
-            for task in followers.values():
-                task.cancel()
-            await asyncio.gather(*followers.values(), return_exceptions=True)
+                    await self.connect()
+                except SimtuiError as err:  # every stream meets it: said once, not once per stream
+                    if self._unreachable != str(err):
+                        self._unreachable = str(err)
+                        self.report(err)
+                    raise ServerGone(str(err)) from None
+                self._unreachable = None
+                async for event in subscribe():
+                    heard = True
+                    try:
+                        handle(event)
+                    except Exception as err:  # noqa: BLE001 - one bad event ends nothing
+                        self.report(err)
+            except ServerGone:
+                pass  # a state, not an error: connect() says so once the new server answers
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a stream loop never dies
+                self.report(err)
+            if heard:  # it was working: again at once
+                delay = RETRY
+            else:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RETRY_MAX)
+
+    def _host_event(self, view: dict[str, Any]) -> None:
+        self.post_message(HostUpdated(ProbeResult.from_dict(view, self.config.host(view["host"]))))
+
+    def _job_event(self, event: dict[str, Any]) -> None:
+        """A record the server wrote, a notice of its loops, or (first) the stream's start."""
+        if "notice" in event:
+            self.notify(str(event["notice"]), title="simtui server", severity="warning", timeout=8)
+        elif "attached" in event:  # (again): what changed while no one listened
+            self.refresh_jobs()
+        elif "record" in event and self._refresh is None:  # read once for a burst of them
+            self._refresh = self.set_timer(COALESCE, self._refresh_now)
+
+    def _refresh_now(self) -> None:
+        self._refresh = None
+        self.refresh_jobs()
 
     def refresh_jobs(self) -> None:
         """Post the records to show: every active one and the latest finished ones."""
-        shown = {r.label: r for r in self.store.find(limit=RECENT)}
-        for state in PENDING:
-            shown.update((r.label, r) for r in self.store.find(state=state, limit=None))
+        if self._closed:  # a timer that fired while quitting
+            return
+        try:
+            shown = {r.label: r for r in self.store.find(limit=RECENT)}
+            for state in PENDING:
+                shown.update((r.label, r) for r in self.store.find(state=state, limit=None))
+        except Exception as err:  # noqa: BLE001 - called from timers too: reported, never fatal
+            self.report(err)
+            return
         self.post_message(JobsUpdated(list(shown.values())))
 
     # -- messages ------------------------------------------------------------------

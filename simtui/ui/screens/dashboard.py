@@ -117,7 +117,7 @@ class DashboardScreen(Screen):
     def action_new(self) -> None:
         def submit(spec) -> None:
             if spec is not None:
-                self.app.act(self.app.engine.submit(spec), select=True)
+                self.app.act(self.app.client.submit(spec), select=True)
 
         self.app.push_screen(NewJobScreen(self.app.hosts.values()), submit)
 
@@ -131,7 +131,7 @@ class DashboardScreen(Screen):
 
         def kill(answer: object) -> None:
             if answer is not None:
-                self.app.act(self.app.engine.kill(record.label))
+                self.app.act(self.app.client.kill(record.label))
 
         question = f"Kill {record.label} on {record.host}?\n{one_line(record.command)}"
         self.app.push_screen(ConfirmScreen(question, "Kill"), kill)
@@ -145,7 +145,7 @@ class DashboardScreen(Screen):
 
         def relaunch(host: object) -> None:
             if host is not None:
-                self.app.act(self.app.engine.rerun(record.label, str(host) or None), select=True)
+                self.app.act(self.app.client.rerun(record.label, str(host) or None), select=True)
 
         question = f"Relaunch {record.label} as a new job?\n{one_line(record.command)}"
         self.app.push_screen(ConfirmScreen(question, "Relaunch", choices), relaunch)
@@ -168,7 +168,7 @@ class DashboardScreen(Screen):
         def tag(text: str | None) -> None:
             tags = (text or "").replace(",", " ").split()
             if tags:
-                self.app.act(self.app.add_tags(record.label, tags))
+                self.app.act(self.app.add_tags(record.label, tags), server=False)
 
         self.app.push_screen(PromptScreen(f"Tags for {record.label} (space or comma between them)"), tag)
 

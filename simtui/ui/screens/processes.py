@@ -10,7 +10,6 @@ from textual.content import Content
 from textual.widgets import DataTable, Footer, Label
 
 from simtui.errors import SimtuiError
-from simtui.hosts import processes
 from simtui.model import ProcessInfo
 from simtui.recordfmt import duration
 from simtui.ui.screens.base import BackScreen
@@ -40,16 +39,15 @@ class ProcessesScreen(BackScreen):
         self.app.spawn(self, self._poll(), group="processes", exclusive=True)
 
     async def _poll(self) -> None:
-        """A new listing each interval, until the screen closes."""
+        """A new listing each interval (the server asks the host), until the screen closes."""
         interval = self.app.config.defaults.interval
         while True:
             self._show_gpus()
             try:
-                host = await self.app.engine.pool.get(self.host)
-                self._show(await processes.top(host))
-            except SimtuiError as err:
+                await self.app.connect()  # at once where connected
+                self._show(await self.app.client.processes(self.host))
+            except SimtuiError as err:  # the host is down, or the server went away (the app reconnects)
                 self.query_one("#summary", Label).update(Text(f"{err}; trying again", "bold red"))
-                await self.app.engine.pool.drop(self.host)
             await asyncio.sleep(interval)
 
     def _show(self, found: list[ProcessInfo]) -> None:

@@ -9,8 +9,6 @@ lines costs the screen about what the lines it can still show cost.
 
 from __future__ import annotations
 
-import asyncio
-
 from collections import deque
 
 from rich.text import Text
@@ -21,7 +19,6 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from simtui.model import Record
-from simtui.store.logs import LocalLog
 from simtui.textsafe import sanitize
 
 MAX_LINES = 10_000
@@ -48,6 +45,7 @@ class LogPane(ScrollView, can_focus=True):
         self.max_lines = max_lines
         self.label: str | None = None
         self.position = 0  # the byte of the log the next piece starts at
+        self._cut = False  # dropping bytes up to the first newline
         self._lines: deque[bytes] = deque(maxlen=max_lines)  # as they came; cleaned when drawn
         self._first = 0  # the number (since the start of the stream) of self._lines[0]
         self._pending: list[bytes] = []
@@ -76,32 +74,36 @@ class LogPane(ScrollView, can_focus=True):
             self.app.spawn(self, self._stream(label), group="log")
 
     async def _stream(self, label: str) -> None:
-        """The local copy first, then the engine from where it ends: every byte once.
-
-        Reading the copy and the engine's claim on it (in ``follow``) happen with no
-        await between them, so no writer in this process can add to it meanwhile."""
-        log = LocalLog(label)
-        if log.compressed:  # reading it through takes a while: not on the event loop
-            self.position, backlog = await asyncio.to_thread(log.tail, BACKLOG_BYTES)
-        else:
-            self.position, backlog = log.tail(BACKLOG_BYTES)
-        if self.position > 0:  # started mid-line: drop the piece
-            self.note(f"the last {BACKLOG_BYTES >> 20} MiB; `simtui log {label}` shows it all")
-            cut = backlog.find(b"\n") + 1
-            self.position += cut
-            backlog = backlog[cut:]
-        self.feed(backlog)
-        if not self.app.live:  # frozen data: the local copy is all there is
+        """The last BACKLOG_BYTES of the log, then live bytes until the job ends: the
+        server sends both, every byte once, through a server that goes away."""
+        if not self.app.live:  # frozen data: no server to ask
+            start, backlog = self.app.frozen_log(label)
+            self._start(start)
+            self.feed(backlog)
             self._flush()
             return
-        record: Record = await self.app.engine.follow(label, self.feed, offset=self.position)
+        record: Record = await self.app.client.follow(label, self.feed, tail=BACKLOG_BYTES, on_start=self._start)
         self.note(f"{record.label} {record.state.value}"
                   + (f" (exit {record.exit_code})" if record.exit_code is not None else ""))
+
+    def _start(self, offset: int) -> None:
+        """The backlog starts at byte ``offset``: past the start, it starts mid-line
+        and its first piece is dropped."""
+        self.position = offset
+        if offset > 0:
+            self.note(f"the last {BACKLOG_BYTES >> 20} MiB; `simtui log {self.label}` shows it all")
+            self._cut = True
 
     # -- data in ---------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """A piece of the log, as it came."""
+        if self._cut:  # the rest of a line whose start is not shown
+            end = data.find(b"\n") + 1
+            self.position += end if end else len(data)
+            if not end:
+                return
+            data, self._cut = data[end:], False
         self.position += len(data)
         pieces = (self._partial + data).rsplit(b"\n", self.max_lines + 1)
         self._partial = pieces.pop()
@@ -132,6 +134,7 @@ class LogPane(ScrollView, can_focus=True):
         self._lines.clear()
         self._pending.clear()
         self._partial = b""
+        self._cut = False
         self._first = 0
         self._width = 0
         self.position = 0
