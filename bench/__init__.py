@@ -12,4 +12,5 @@ REGISTRY: dict[str, str] = {
     "ui": "bench.ui",
     "sync": "bench.sync",
     "server": "bench.server",
+    "soak": "bench.soak",
 }

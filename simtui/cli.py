@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,7 +22,7 @@ from simtui.errors import SimtuiError, UsageError
 from simtui.hosts.base import LineSplitter
 from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
-from simtui.textsafe import sanitize
+from simtui.textsafe import one_line, sanitize
 
 if TYPE_CHECKING:
     from simtui.client import Client
@@ -59,12 +59,47 @@ class SimtuiGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("simtui: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `simtui list | head`: the reader left; nothing to say
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
+        except (OSError, RecursionError) as err:  # a fault no command turned into a SimtuiError
+            fault = _fault(err)
+            click.echo(f"simtui: {fault}", err=True)
+            ctx.exit(fault.exit_code)
+        except Exception as err:
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(err, sqlite3.Error):
+                raise
+            from simtui.store.db import records_error
+
+            fault = records_error(err, None)
+            if fault is None:
+                raise
+            click.echo(f"simtui: {fault}", err=True)
+            ctx.exit(fault.exit_code)
+
+
+def _fault(err: OSError | RecursionError) -> SimtuiError:
+    """One line for a file simtui could not use (or input too deeply nested)."""
+    if isinstance(err, RecursionError):
+        return UsageError("input nested too deeply to read")
+    from simtui.store.db import file_error
+
+    return file_error(err, err.filename or "a file")
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     import asyncio  # here: ~40 ms that the record commands do not need
 
     return asyncio.run(coro)
+
+
+def as_text(arg: str) -> str:
+    """A command-line argument as text to store: bytes that are not UTF-8 (which
+    Python keeps as lone surrogates) become U+FFFD."""
+    return arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def echo_json(data: Any) -> None:
@@ -228,9 +263,15 @@ def place(obj: Obj, cpus: str | None, mem: str | None, gpus: str | None, gpu_mem
 
 def open_store() -> Store:
     """The records log ($SIMTUI_HOME/records.db), opened only by the commands that use it."""
-    from simtui.store import Store
+    from simtui.store import Store, db
 
+    db.on_lock_wait = say_waiting
     return Store.open()
+
+
+def say_waiting(message: str) -> None:
+    """A write waits for the records' lock (another process holds it): say so, once."""
+    click.echo(f"simtui: {message}", err=True)
 
 
 @main.command("list")
@@ -252,7 +293,7 @@ def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: st
     if as_json:
         echo_json([r.to_dict() for r in found])
     else:
-        click.echo(records_table(found) if found else "no records")
+        click.echo(sanitize(records_table(found)) if found else "no records")
 
 
 @main.command()
@@ -268,7 +309,7 @@ def show(label: str, as_json: bool) -> None:
     if as_json:
         echo_json({**record.to_dict(), "events": [e.to_dict() for e in events]})
     else:
-        click.echo(record_text(record, events))
+        click.echo(sanitize(record_text(record, events)))
 
 
 @main.command()
@@ -285,7 +326,7 @@ def diff(label_a: str, label_b: str, as_json: bool) -> None:
     if as_json:
         echo_json(differences)
     else:
-        click.echo(diff_text(differences))
+        click.echo(sanitize(diff_text(differences)))
 
 
 @main.command()
@@ -293,8 +334,8 @@ def diff(label_a: str, label_b: str, as_json: bool) -> None:
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
 def tag(label: str, tags: tuple[str, ...]) -> None:
     """Add tags to a record."""
-    record = open_store().add_tags(label, tags)
-    click.echo(f"{record.label}  tags: {', '.join(record.tags)}")
+    record = open_store().add_tags(label, [as_text(t) for t in tags])
+    click.echo(f"{record.label}  tags: {one_line(', '.join(record.tags))}")
 
 
 @main.command()
@@ -302,28 +343,36 @@ def tag(label: str, tags: tuple[str, ...]) -> None:
 @click.argument("text", nargs=-1, required=True)
 def comment(label: str, text: tuple[str, ...]) -> None:
     """Add a line of TEXT to a record's notes."""
-    record = open_store().comment(label, " ".join(text))
-    click.echo(f"{record.label}  notes:\n{record.notes}")
+    record = open_store().comment(label, as_text(" ".join(text)))
+    click.echo(f"{record.label}  notes:\n{sanitize(record.notes or '')}")
+
+
+OUTPUT_HELP = ("Write to FILE (default: stdout): a file is replaced only once it is whole; a device or a "
+               "pipe (/dev/null) is written as it is.")
 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", atomic=True), default="-",
-              help="Write to FILE (default: stdout).")
-def export(fmt: str, output: TextIO) -> None:
+@click.option("-o", "--output", metavar="FILE", default="-", help=OUTPUT_HELP)
+def export(fmt: str, output: str) -> None:
     """Every record, newest first, as JSON or CSV."""
-    from simtui.store.export import write
+    from simtui.store.export import open_output, write
 
-    write(open_store().find(limit=None), output, fmt)
+    store = open_store()  # first: a store that cannot be read leaves FILE as it was
+    with open_output(output) as out:
+        write(store.find(limit=None), out, fmt)
 
 
 @main.command()
-@click.option("-o", "--output", type=click.File("wb", atomic=True), default="-", help="Write to FILE (default: stdout).")
-def feed(output: BinaryIO) -> None:
+@click.option("-o", "--output", metavar="FILE", default="-", help=OUTPUT_HELP)
+def feed(output: str) -> None:
     """An Atom feed of the records: one entry a run, tags as categories."""
+    from simtui.store.export import open_output
     from simtui.store.feed import atom_feed
 
-    output.write(atom_feed(open_store().find(limit=None)))
+    data = atom_feed(open_store().find(limit=None))
+    with open_output(output, binary=True) as out:
+        out.write(data)
 
 
 # -- jobs ----------------------------------------------------------------------
@@ -343,26 +392,35 @@ def with_client(obj: Obj, work: Callable[[Client], Awaitable[Any]]) -> Any:
 
 
 class TerminalWriter:
-    """Log bytes to stdout. On a terminal, whole lines with every control sequence but
-    colours stripped; into a pipe or file, the bytes exactly as the job wrote them."""
+    """Log bytes to stdout. On a terminal, whole lines (LineSplitter: linear, a line
+    over its cap cut and marked) with every control sequence but colours stripped,
+    and a colour left on reset at the end; into a pipe or file, the bytes exactly as
+    the job wrote them."""
 
     def __init__(self) -> None:
         self.out = click.get_binary_stream("stdout")
         self.splitter = LineSplitter() if self.out.isatty() else None
+        self.coloured = False  # a colour may be on: reset it at the end
 
     def __call__(self, data: bytes) -> None:
         if self.splitter is None:
             self.out.write(data)
         else:
-            for line in self.splitter.feed(data):
-                self.out.write(sanitize(line).encode() + b"\n")
+            self._write(self.splitter.feed(data))
         self.out.flush()
 
     def close(self) -> None:
         if self.splitter is not None:
-            for line in self.splitter.flush():
-                self.out.write(sanitize(line).encode() + b"\n")
+            self._write(self.splitter.flush())
+            if self.coloured:
+                self.out.write(b"\x1b[0m")
         self.out.flush()
+
+    def _write(self, lines: list[str]) -> None:
+        for line in lines:
+            safe = sanitize(line)
+            self.coloured = self.coloured or "\x1b" in safe
+            self.out.write(safe.encode() + b"\n")
 
 
 def launch(obj: Obj, submit: Callable[[Client], Awaitable[Record]], follow: bool, as_json: bool,
@@ -483,16 +541,10 @@ def kill(obj: Obj, label: str, as_json: bool) -> None:
 
     A queued or starting job is cancelled. Only the job's own processes get a
     signal (its recorded pid and that pid's start time); a job that had already
-    ended keeps its outcome, and says so.
+    ended keeps its outcome, and says so (exit 2).
     """
     record = with_client(obj, lambda client: client.kill(label))
-    if as_json:
-        echo_json(record.to_dict())
-    elif record.state is JobState.KILLED:
-        click.echo(f"{record.label} {record.state.value}")
-    else:
-        detail = f" ({record.log_tail})" if record.log_tail and record.state is not JobState.SUCCEEDED else ""
-        click.echo(f"{record.label} already {record.state.value}{detail}; nothing to kill")
+    echo_json(record.to_dict()) if as_json else click.echo(f"{record.label} {record.state.value}")
 
 
 @main.command()

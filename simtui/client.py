@@ -52,7 +52,7 @@ def _server_argv(config_file: str | None) -> list[str]:
 def start_server(config_file: str | None) -> subprocess.Popen:
     """The server, detached: its own session, no terminal, output to its log."""
     home = protocol.private_dir(simtui_home())
-    with open(home / "server.log", "ab") as out:
+    with open(os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         return subprocess.Popen(_server_argv(config_file), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 

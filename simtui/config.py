@@ -20,8 +20,9 @@ from typing import Any
 
 import platformdirs
 
-from simtui.errors import ConfigError
+from simtui.errors import ConfigError, UsageError
 from simtui.model import LOCAL, HostKind, HostSpec
+from simtui.secret import mask
 from simtui.units import parse_size
 
 NOTIFY_EVENTS = ("started", "succeeded", "failed", "killed", "lost", "host_down", "host_up")
@@ -39,6 +40,7 @@ class Defaults:
     reserve_mem: int = 0
     reserve_disk: int = 0
     max_jobs: int | None = None
+    share: bool = False  # job and project folders on hosts readable by others (else 0700, files 0600)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,17 @@ class Config:
     notify: Notify = field(default_factory=Notify)
     keys: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
+
+    def project_host(self, host: str | None) -> str:
+        """The host a project command works on: the one named (it must be
+        configured), else the only remote host configured."""
+        if host is None:
+            remote = [h.name for h in self.hosts if h.kind is not HostKind.LOCAL]
+            if len(remote) != 1:
+                raise UsageError("give --host HOST" + (f" (one of {', '.join(remote)})" if remote else ""))
+            return remote[0]
+        self.host(host)  # a clear error for an unknown name
+        return host
 
     def host(self, name: str) -> HostSpec:
         for spec in self.hosts:
@@ -140,8 +153,11 @@ def _string(value: Any) -> str:
 
 
 def _strings(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, list):
         raise ValueError(f"expected a list of strings, got {_show(value)}")
+    for i, item in enumerate(value):
+        if not (isinstance(item, str) and item):
+            raise ValueError(f"expected a list of strings; item {i + 1} is {_show(item)}")
     return tuple(value)
 
 
@@ -209,8 +225,9 @@ def _duration(value: Any) -> float:
 
 
 def _show(value: Any) -> str:
+    """A value as an error names it, with any URL password or token masked."""
     kind = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list", dict: "table"}
-    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
+    return mask(f"{kind.get(type(value), type(value).__name__)} {value!r}")
 
 
 DEFAULTS_KEYS: dict[str, Check] = {
@@ -223,6 +240,7 @@ DEFAULTS_KEYS: dict[str, Check] = {
     "reserve_mem": _size,
     "reserve_disk": _size,
     "max_jobs": _count,
+    "share": _boolean,
 }
 HOST_KEYS: dict[str, Check] = {
     "name": _string,
@@ -240,6 +258,7 @@ HOST_KEYS: dict[str, Check] = {
     "max_jobs": _count,
     "reserve_mem": _size,
     "reserve_disk": _size,
+    "share": _boolean,
 }
 LOCAL_KEYS: dict[str, Check] = {
     "enabled": _boolean,
@@ -249,6 +268,7 @@ LOCAL_KEYS: dict[str, Check] = {
     "max_jobs": _count,
     "reserve_mem": _size,
     "reserve_disk": _size,
+    "share": _boolean,
 }
 NOTIFY_KEYS: dict[str, Check] = {
     "urls": _strings, "on": _events, "route": _entries, "retries": _retries, "backoff": _positive,
@@ -269,11 +289,11 @@ def _table(file: str, where: str, data: Any, schema: dict[str, Check]) -> dict[s
         if key not in schema:
             hint = difflib.get_close_matches(key, schema, n=1)
             fix = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(schema)})"
-            raise ConfigError(file, key_path, f"unknown key{fix}")
+            raise ConfigError(file, mask(key_path), f"unknown key{fix}")
         try:
             out[key] = schema[key](value)
         except ValueError as err:
-            raise ConfigError(file, key_path, str(err)) from None
+            raise ConfigError(file, key_path, mask(str(err))) from None
     return out
 
 
@@ -292,6 +312,7 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
         "max_jobs": defaults.max_jobs,
         "reserve_mem": defaults.reserve_mem,
         "reserve_disk": defaults.reserve_disk,
+        "share": defaults.share,
     }
 
     hosts: list[HostSpec] = []

@@ -1,4 +1,17 @@
-"""Typed errors that carry their exit code and a one-line message for the user."""
+"""Typed errors that carry their exit code and a one-line message for the user.
+
+Exit codes (the CLI prints ``simtui: <message>`` and exits with the error's code):
+
+* 1: the job failed, no host fits, or the machine is in the way: records.db or
+  $SIMTUI_HOME read-only (RecordsReadOnly), its write lock held too long by
+  another process (RecordsBusy), a full filesystem (NoSpace), a file simtui
+  needs that it cannot open or write (FileFault). Nothing is wrong with what the
+  user gave or holds; the same command works once the machine is fixed.
+* 2: usage, config or data problems: a bad flag or parameter file (UsageError,
+  ConfigError), a records.db that is damaged, garbage or empty (RecordsDamaged):
+  what the user gave or keeps must change.
+* 3: a host could not be reached or refused us (HostError).
+"""
 
 from __future__ import annotations
 
@@ -103,3 +116,60 @@ class AmbiguousLabel(UsageError):
         self.prefix, self.candidates = prefix, candidates
         listed = ", ".join(candidates) + (", ..." if more else "")
         super().__init__(f"label {prefix!r} is ambiguous; it matches {listed} (give more characters)")
+
+
+class FileFault(SimtuiError):
+    """A file or folder simtui needs could not be opened or written (exit 1): the
+    message names the path, what went wrong and what to do."""
+
+    def __init__(self, path: object, message: str) -> None:
+        self.path = str(path)
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, path: object, problem: str, fix: str = "") -> FileFault:
+        return cls(path, f"{path}: {problem}" + (f"; {fix}" if fix else ""))
+
+
+class NoSpace(FileFault):
+    """The filesystem holding ``path`` is full (ENOSPC, EDQUOT, SQLITE_FULL); nothing
+    already written is lost (exit 1)."""
+
+    def __init__(self, path: object, then: str = "free some space there and run it again") -> None:
+        super().__init__(path, f"no space left on the device of {path}: {then}")
+
+
+class RecordsError(FileFault):
+    """records.db cannot be used as it is."""
+
+
+class RecordsReadOnly(RecordsError):
+    """records.db (or its folder) cannot be written: a read-only mount, or no write
+    permission (exit 1). Reading still works where SQLite can."""
+
+    def __init__(self, path: object, why: str) -> None:
+        self.why = why
+        super().__init__(path, f"{path} is read-only ({why}): simtui cannot record anything there; make it "
+                               "writable, or set SIMTUI_HOME to a writable folder")
+
+
+class RecordsBusy(RecordsError):
+    """Another process held the write lock of records.db for longer than simtui waits (exit 1)."""
+
+    def __init__(self, path: object, waited: float) -> None:
+        self.waited = waited
+        super().__init__(path, f"{path} is locked: another process has held its write lock for {waited:.0f}s; "
+                               "end it (a sqlite3 shell left in a transaction? `fuser` lists who has the file "
+                               "open) and run it again")
+
+
+class RecordsDamaged(RecordsError):
+    """records.db is not a usable SQLite database: garbage, truncated, damaged, or an
+    empty file (exit 2: the file must be restored or moved away)."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, what: str, *, recoverable: bool = False) -> None:
+        recover = f"; `sqlite3 {path} .recover` may save its records" if recoverable else ""
+        super().__init__(path, f"{path} is {what}: move it away (simtui then starts a new, empty one) or "
+                               f"restore it from a backup{recover}")

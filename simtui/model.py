@@ -59,6 +59,7 @@ class HostSpec:
     max_jobs: int | None = None
     reserve_mem: int = 0
     reserve_disk: int = 0
+    share: bool = False  # True: its job and project folders keep the user's umask (others may read)
 
     @property
     def target(self) -> str:

@@ -1,15 +1,24 @@
 """Run parameters from a file (JSON, TOML, YAML) or ``key=value`` arguments, and
-the merged parameters written back in the file's format for the job to read."""
+the merged parameters written back in the file's format for the job to read.
+
+Parameters are kept in the record as JSON, so they must be what JSON holds: no
+NaN or Infinity (Python writes them as invalid JSON), nesting at most MAX_DEPTH
+deep (deeper input fails the parsers with RecursionError). Anything else is one
+UsageError that names the file or argument and the parameter (check_params).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from simtui.errors import UsageError
+
+MAX_DEPTH = 64  # levels of nested tables/lists a parameter set may have
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -26,17 +35,43 @@ def load_params(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read parameters: {err}") from None
-    data = loader(path, text)
+    try:
+        data = loader(path, text)
+    except RecursionError:
+        raise UsageError(f"{path}: parameters nested too deeply (at most {MAX_DEPTH} levels)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: parameters must be a mapping of names to values, not a {type(data).__name__}")
+    check_params(data, str(path))
     return data
+
+
+def check_params(params: Any, where: str = "parameters") -> None:
+    """UsageError unless ``params`` is what a record's JSON can hold: finite numbers,
+    string keys, nesting at most MAX_DEPTH deep. ``where`` (a file, an argument)
+    starts the message."""
+    stack: list[tuple[Any, str, int]] = [(params, "", 0)]
+    while stack:
+        value, name, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UsageError(f"{where}: parameters nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(value, float) and not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            raise UsageError(f"{where}{': ' + name if name else ''} is {shown}, which JSON cannot hold; give a "
+                             f"finite number, or the text \"{shown}\" in quotes")
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):  # reversed: the first found is the first written
+                if not isinstance(key, str):
+                    raise UsageError(f"{where}: {name + '.' if name else ''}{key!r}: parameter names must be text")
+                stack.append((item, f"{name}.{key}" if name else key, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{name}[{i}]", depth + 1) for i, item in reversed(list(enumerate(value))))
 
 
 def _json(path: Path, text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text)  # NaN and Infinity load (as Python's json has them): check_params names them
     except json.JSONDecodeError as err:
         raise UsageError(f"{path}: line {err.lineno}: {err.msg}") from None
 
@@ -98,8 +133,12 @@ def parse_param_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = arg.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"parameter {arg!r}: expected key=value")
+        where = f"parameter {key.strip()!r}"
         try:
             params[key.strip()] = json.loads(raw)
+        except RecursionError:
+            raise UsageError(f"{where}: nested too deeply (at most {MAX_DEPTH} levels)") from None
         except ValueError:
             params[key.strip()] = raw
+        check_params(params[key.strip()], where)  # NaN, Infinity, nesting
     return params

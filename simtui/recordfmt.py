@@ -1,4 +1,11 @@
-"""Records as text for people: the ``list`` table, ``show`` and ``diff`` views."""
+"""Records as text for people: the ``list`` table, ``show`` and ``diff`` views.
+
+Every value from a record went through simtui.textsafe: a one-line field (label,
+command, host, tags, a parameter, ...) is ``one_line`` (no control, no colour, a line
+break shown as ``⏎``); the multi-line ones (reason, notes, the git diff) are
+``plain``; the log's last lines are ``sanitize``d (colours kept, reset at each
+line's end). So the text holds no terminal control but SGR colours in the log.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import Any
 from simtui.model import Record, RecordEvent
 from simtui.store.diff import flatten
 from simtui.textfmt import table
+from simtui.textsafe import one_line, plain, sanitize
 from simtui.units import format_size
 
 COMMAND_WIDTH = 60
@@ -19,7 +27,7 @@ HASH_WIDTH = 12
 def records_table(records: Iterable[Record]) -> str:
     rows = [
         (r.label, r.state.value, r.host, when(r.created, seconds=False), duration(r.duration),
-         ", ".join(r.tags), _truncate(r.command, COMMAND_WIDTH))
+         ", ".join(r.tags), _truncate(one_line(r.command), COMMAND_WIDTH))
         for r in records
     ]
     return table(["label", "state", "host", "created", "duration", "tags", "command"], rows)
@@ -34,8 +42,9 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         ("command", r.command), ("host", r.host), ("workdir", r.workdir), ("run folder", r.run_dir),
         ("project", r.project), ("venv", r.venv),
         ("created", when(r.created)), ("started", when(r.started)), ("ended", when(r.ended)),
-        ("duration", duration(r.duration)), ("tags", ", ".join(r.tags)), ("reason", r.reason),
-        ("notes", r.notes), ("repeat of", r.repeat_of), ("waits for", r.after), ("placement", r.placement),
+        ("duration", duration(r.duration)), ("tags", ", ".join(one_line(t) for t in r.tags)),
+        ("reason", _Lines.of(r.reason)), ("notes", _Lines.of(r.notes)),
+        ("repeat of", r.repeat_of), ("waits for", r.after), ("placement", r.placement),
         ("needs", _needs(r.needs or {})),
         ("pid", r.pid), ("jobs dir", r.jobs_dir),
         ("peak memory", r.peak_rss and format_size(r.peak_rss)),
@@ -46,7 +55,7 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
     env = r.environment or {}
     packages = env.get("packages")
     sections = [
-        (f"Record {r.label}  {outcome}", _pairs(summary)),
+        (f"Record {one_line(r.label)}  {outcome}", _pairs(summary)),
         ("Parameters", _pairs([*((k, _value(v)) for k, v in flatten(r.params).items()), *_params_file(r)])),
         ("Git", _pairs([("remote", git.get("remote")), ("branch", git.get("branch")), ("commit", commit),
                         ("untracked", ", ".join(git.get("untracked") or [])),
@@ -65,15 +74,15 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         ("Reproduction", _pairs(_reproduction(r.reproduction))),
         ("Events", _indent(table(["time", "kind", "detail"], [(when(e.time), e.kind, e.detail) for e in events]))
          if events else []),
-        ("Log (last lines)", _indent(r.log_tail.rstrip("\n")) if r.log_tail else []),
-        ("Git diff", _indent(git["diff"].rstrip("\n")) if git.get("diff") else []),
+        ("Log (last lines)", _log_lines(r.log_tail) if r.log_tail else []),
+        ("Git diff", _indent(plain(git["diff"]).rstrip("\n")) if git.get("diff") else []),
     ]
     return _sections(sections)
 
 
 def diff_text(diff: dict[str, Any]) -> str:
     """A diff from store.diff.diff_records, one ``name  a -> b`` line a change."""
-    head = f"a {diff['a']}  b {diff['b']}"
+    head = f"a {one_line(diff['a'])}  b {one_line(diff['b'])}"
     git = dict(diff.get("git", {}))
     patch = git.pop("diff", None)
     env = dict(diff.get("environment", {}))
@@ -84,8 +93,8 @@ def diff_text(diff: dict[str, Any]) -> str:
     sections = [
         ("Run", _pairs(_changes(diff.get("run", {})))),
         ("Parameters", _pairs(_changes(diff.get("params", {})))),
-        ("Git", _pairs([*_changes(git), ("diff", patch and patch.rstrip("\n"))])),
-        ("Environment", _pairs([*_changes(env), ("packages", "\n".join(package_lines))])),
+        ("Git", _pairs([*_changes(git), ("diff", _Lines.of(patch and patch.rstrip("\n")))])),
+        ("Environment", _pairs([*_changes(env), ("packages", _Lines.of("\n".join(package_lines)))])),
         ("Inputs", _pairs(_changes(diff.get("inputs", {}), short=True))),
         ("Outputs", _pairs(_changes(diff.get("outputs", {}), short=True))),
     ]
@@ -139,9 +148,19 @@ def _sections(sections: list[tuple[str, list[str]]]) -> str:
     return "\n\n".join("\n".join([title, *lines]) for title, lines in sections if lines)
 
 
+class _Lines(str):
+    """A value of several lines (notes, a patch): shown under its name, line by line."""
+
+    @classmethod
+    def of(cls, text: str | None) -> _Lines | None:
+        return None if text is None else cls(text)
+
+
 def _pairs(pairs: Iterable[tuple[str, Any]]) -> list[str]:
-    """``  name  value`` lines, names aligned; empty values left out, long ones wrapped under."""
-    kept = [(name, str(value)) for name, value in pairs if value is not None and value is not False and value != ""]
+    """``  name  value`` lines, names aligned; empty values left out. A value is one
+    line (textsafe.one_line) unless it is _Lines: those are wrapped under."""
+    kept = [(one_line(name), plain(value) if isinstance(value, _Lines) else one_line(str(value)))
+            for name, value in pairs if value is not None and value is not False and value != ""]
     width = max((len(name) for name, _ in kept), default=0)
     pad = "\n" + " " * (width + 4)
     return [f"  {name.ljust(width)}  {value.replace(chr(10), pad)}" for name, value in kept]
@@ -179,6 +198,13 @@ def _value(value: Any) -> str:
 
 def _indent(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()]
+
+
+def _log_lines(text: str) -> list[str]:
+    """The log's last lines with their colours; a coloured line ends in a reset, so
+    no colour runs on into what follows."""
+    lines = [sanitize(line) for line in text.rstrip("\n").splitlines()]
+    return ["  " + line + ("\x1b[0m" if "\x1b" in line else "") for line in lines]
 
 
 def _truncate(text: str, width: int) -> str:

@@ -6,10 +6,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from simtui.textsafe import one_line
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces; None shows as ``-``."""
-    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    """Left-aligned columns separated by two spaces; None shows as ``-``. Each cell is
+    one line of plain text (textsafe.one_line): no control sequence, no colour, a line
+    break shown as ``⏎``; so a row is always one line."""
+    cells = [[("-" if c is None else one_line(str(c))) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]

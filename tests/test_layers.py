@@ -42,6 +42,15 @@ FORBIDDEN = [
     ("simtui/store/", "simtui.ui"),
     ("simtui/provenance.py", "simtui.engine"),
     ("simtui/config.py", "simtui.engine"),
+    # the server is above the engine, the client above nothing but the protocol
+    ("simtui/engine/", "simtui.server"),
+    ("simtui/engine/", "simtui.client"),
+    ("simtui/hosts/", "simtui.server"),
+    ("simtui/store/", "simtui.server"),
+    ("simtui/client.py", "simtui.server.hub"),
+    ("simtui/client.py", "simtui.server.requests"),
+    ("simtui/client.py", "simtui.server.daemon"),
+    ("simtui/client.py", "simtui.engine.jobs"),
 ]
 
 
@@ -114,3 +123,24 @@ def test_the_dashboard_loads_no_engine_host_connection_or_server():
         or (uses({m}, "simtui.server") and m not in ("simtui.server", "simtui.server.protocol")))]
     assert offenders == []
     assert "simtui.client" in loaded
+
+
+def test_what_differs_between_kinds_of_host_lives_in_the_host_classes():
+    """No ``kind`` checks above simtui/hosts: the engine and the server ask the Host."""
+    offenders = [m for m, imp in MODULES.items() if m.startswith(("simtui/engine/", "simtui/server/"))
+                 and "HostKind" in (PACKAGE.parent / m).read_text()]
+    assert offenders == []
+
+
+def test_every_shell_script_that_runs_on_a_host_lives_in_hosts():
+    """A module-level string that reads its arguments ($1, $@) is a script for a host."""
+    offenders = []
+    for module in MODULES:
+        if module.startswith("simtui/hosts/"):
+            continue
+        for node in ast.parse((PACKAGE.parent / module).read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str) and (
+                    "$1" in value.value or '"$@"' in value.value):
+                offenders.append(module)
+    assert offenders == []

@@ -312,7 +312,7 @@ def test_a_job_that_wrote_its_exit_file_is_not_recorded_killed(lab, tmp_path):
     exit_file = Path.home() / ".simtui" / "jobs" / label / "exit"
     wait_for(exit_file.exists, what="the exit file")
     proc = simtui("kill", label, config=lab.config)
-    assert proc.returncode == 0 and "already succeeded" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "already succeeded" in proc.stderr, proc.stdout + proc.stderr
     record = simtui_json("show", label, config=lab.config)
     assert record["state"] == "succeeded" and record["exit_code"] == 0
     assert [e["detail"] for e in record["events"] if e["kind"] == "state"][-1] == "succeeded"

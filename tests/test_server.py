@@ -218,3 +218,26 @@ async def test_the_server_shows_a_host_up_degraded_down_and_up_again(make_lab, t
         await asyncio.wait_for(until(views, HostState.UP), 60)
         await views.aclose()
     assert seen.index("up") < seen.index("degraded") < seen.index("down")
+
+
+def test_a_queued_job_whose_host_is_down_waits_for_it(make_lab, tmp_path):
+    lab = make_lab(1, prefix="q")
+    q0 = lab.hosts[0]
+    config = tmp_path / "queue.toml"
+    config.write_text("[defaults]\ninterval = 0.2\ntimeout = 2.0\n" + lab.config_toml())
+    go = tmp_path / "go"
+    first = simtui("run", "--host", "local", "--", "sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done",
+                   config=config).stdout.strip()
+    second = simtui("run", "--host", "q0", "--after", first, "--", "echo", "back", config=config).stdout.strip()
+    q0.stop()
+    wait_for(lambda: {h["host"]: h["state"] for h in simtui_json("server", "status", config=config)["hosts"]}["q0"]
+             == "down", timeout=60, what="the server to see q0 down")
+    go.touch()  # the first ends: the second's turn comes while its host is down
+    wait_for(lambda: simtui_json("show", first, config=config)["state"] == "succeeded", timeout=60, what="the first")
+    q0.start()
+    def settled():
+        r = simtui_json("show", second, config=config)
+        return r if r["state"] == "failed" or (r["state"] == "succeeded" and r["log_tail"]) else None
+
+    record = wait_for(settled, timeout=90, what="the second to run once q0 is back")
+    assert record["state"] == "succeeded" and record["log_tail"] == "back", record

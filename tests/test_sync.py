@@ -64,7 +64,7 @@ async def test_modes_are_kept_and_a_mode_change_alone_is_sent(host0, project):
     os.chmod(project.root / "train.py", 0o755)
     result = await host_sync(host0, project)
     assert result.sent == ("train.py",)
-    assert stat.S_IMODE((folder_on(host0, project) / "train.py").stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder_on(host0, project) / "train.py").stat().st_mode) == 0o700  # private: no share
 
 
 async def test_a_file_changed_on_the_host_behind_our_back_is_sent_again(host0, project):

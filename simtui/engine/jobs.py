@@ -29,6 +29,7 @@ from simtui.hosts.base import home_relative
 from simtui.hosts.probe import install_agent
 from simtui.model import LOCAL, JobSpec, JobState, Needs, Record
 from simtui.provenance import make_label
+from simtui.secret import mask
 from simtui.store.logs import LocalLog
 from simtui.store.records import Store
 from simtui.textsafe import sanitize
@@ -47,6 +48,7 @@ class Engine:
         self.notifier = Notifier(config, store, hosts=self.pool.get)
         self.on_change: Callable[[Record], None] | None = None  # hears every record the engine writes
         self.probe = probe_hosts  # samples for placement: (specs, timeout) -> ProbeResults
+        self.reachable: Callable[[str], bool] = lambda host: True  # a host known down is not dialled by the queue
 
     async def close(self) -> None:
         await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
@@ -129,8 +131,8 @@ class Engine:
         results = await self.probe(list(self.config.hosts), self.config.defaults.timeout)
         placement = place(spec.needs, results)
         if placement.host is None:
-            reasons = "; ".join(placement.reasons.values())
-            raise SimtuiError(f"no host fits: {reasons}")
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
+            raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
         return placement.host, placement.why
 
     def _has_slot(self, host: str) -> bool:
@@ -160,6 +162,7 @@ class Engine:
             launched = await remote.launch(
                 host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record),
                 record.venv, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
+                share=host.spec.share,
             )
         except SimtuiError as err:
             if self.store.get(label).state is JobState.KILLED:
@@ -241,7 +244,10 @@ class Engine:
         fields: dict[str, Any] = {}
         if "meta" in found and record.environment is None:
             meta = found["meta"]
-            fields.update(git=record.git or meta.get("git"), environment=meta.get("environment"),
+            git = record.git or meta.get("git")
+            if git and git.get("remote"):  # a remote URL may hold a token: never stored
+                git = {**git, "remote": mask(git["remote"])}
+            fields.update(git=git, environment=meta.get("environment"),
                           inputs=meta.get("inputs") or record.inputs)
         if final:
             peak = found.get("peak", {})
@@ -274,14 +280,27 @@ class Engine:
             fields = {k: v for k, v in fields.items() if k not in ("state", "exit_code", "ended")}
         return self._update(record.label, **fields)
 
-    async def _finish_log(self, host: Host, record: Record, log: LocalLog) -> dict[str, Any]:
+    async def _finish_log(self, host: Host, record: Record, log: LocalLog, *,
+                          keep_claim: bool = False) -> dict[str, Any]:
         """The rest of a finished job's log into the local copy (claimed by the
-        caller), its last lines for the record, then the copy compressed."""
-        if not log.compressed:
-            async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
-                log.append(chunk)
-        tail = self._tail(log)
-        await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+        caller), its last lines for the record, then the copy compressed.
+
+        Where the copy cannot be stored (NoSpace: a full disk) it stays a true
+        prefix of the log and FileFault is raised: the record is not settled here,
+        so a later pass finishes it once there is space. The claim is given up
+        then, unless ``keep_claim`` (the follower, which tries again itself)."""
+        from simtui.errors import FileFault
+
+        try:
+            if not log.compressed:
+                async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
+                    log.append(chunk)
+            tail = self._tail(log)
+            await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+        except FileFault:
+            if not keep_claim:
+                log.close()
+            raise
         return {"log_tail": tail} if tail is not None else {}
 
     @staticmethod
@@ -303,7 +322,17 @@ class Engine:
         Unless another simtui process already does, the bytes also go into the local
         copy (which then may start below ``offset``: those bytes are stored, not
         passed on). A queued job is waited for (and started here when its turn comes).
+
+        Where the local copy cannot be stored (a full disk: NoSpace) the job is still
+        followed and its bytes passed on; the copy stays a true prefix and the next
+        pass (a reconnect, the job's end) fetches what it lacks from the host, again
+        until there is space. The record's events say where the copy stopped and
+        when it caught up; a record that cannot be written waits the same way.
         """
+        import logging
+
+        from simtui.errors import FileFault
+
         log = LocalLog(self.store.resolve(label))
         writer = log.claim()
         pos = log.size() if writer or offset is None else offset  # where the stream resumes
@@ -313,14 +342,31 @@ class Engine:
                 on_data(chunk)
             shown = pos
         delays = iter(RECONNECT_BACKOFF)
+        lag: dict[str, Any] | None = None  # since when, from which byte and why the copy waits
+        late: tuple[float, str] | None = None  # since when and why the record could not be written
+        storing = writer
         try:
             while True:
+                if writer and not storing:  # the copy lags: this pass fetches what it lacks
+                    shown, pos, storing = max(shown, pos), log.size(), True
                 record = self.store.get(log.label)
                 if record.state.finished:
                     if writer and not log.compressed:  # settled by another pass while we held the copy
-                        with contextlib.suppress(HostError):
-                            fields = await self._finish_log(await self.host(record.host), record, log)
-                            record = self._update(record.label, **fields) if fields else record
+                        try:
+                            with contextlib.suppress(HostError):
+                                fields = await self._finish_log(await self.host(record.host), record, log,
+                                                                keep_claim=True)
+                                record = self._update(record.label, **fields) if fields else record
+                        except FileFault as err:  # still no space: keep the claim, try again
+                            lag = self._log_lags(record.label, lag, log.size(), err)
+                            await asyncio.sleep(next(delays, RECONNECT_BACKOFF[-1]))
+                            continue
+                    if lag is not None and log.compressed:
+                        self._log_caught_up(record.label, lag)
+                    if late is not None:
+                        with contextlib.suppress(SimtuiError):
+                            self.store.add_event(record.label, "late", f"the record could not be written for "
+                                                 f"{time.time() - late[0]:.0f}s: {late[1]}")
                     if on_data:
                         await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
@@ -335,8 +381,15 @@ class Engine:
                         host, record.jobs_dir, record.label, record.pid, at, record.pid_start)
                     for stream in (catch_up, live):
                         async for chunk in stream(pos):
-                            if writer:
-                                log.append(chunk)
+                            if storing:
+                                try:
+                                    log.append(chunk)  # all or nothing: the copy stays a true prefix
+                                except FileFault as err:
+                                    storing = False
+                                    lag = self._log_lags(record.label, lag, pos, err)
+                                else:
+                                    if lag is not None and "until" not in lag and pos + len(chunk) >= shown:
+                                        lag["until"] = time.time()  # whole again up to what was passed on
                             if on_data and pos + len(chunk) > shown:
                                 on_data(chunk[max(shown - pos, 0):])
                             pos += len(chunk)
@@ -344,12 +397,39 @@ class Engine:
                     # connection dropped.
                     await self._reconcile(host)
                     delays = iter(RECONNECT_BACKOFF)
-                except (HostError, _NotYet) as err:
+                except (HostError, _NotYet, FileFault) as err:
                     if isinstance(err, HostError):
                         await self.pool.drop(record.host)
+                    elif isinstance(err, FileFault) and late is None:  # the record cannot be written: later
+                        late = (time.time(), str(err))
+                        logging.getLogger("simtui.engine").warning("%s: its record waits: %s", record.label, err)
                     await asyncio.sleep(next(delays, RECONNECT_BACKOFF[-1]))
         finally:
             log.close()
+
+    def _log_lags(self, label: str, lag: dict[str, Any] | None, at: int, err: Exception) -> dict[str, Any]:
+        """The local copy (or the record) could not be written: said once in the
+        server's log and, where the records can take it, in the record's events."""
+        if lag is not None:
+            return lag
+        import logging
+
+        lag = {"since": time.time(), "at": at, "why": str(err), "noted": False}
+        logging.getLogger("simtui.engine").warning("%s: the local copy of the log waits at byte %d: %s",
+                                                   label, at, err)
+        with contextlib.suppress(SimtuiError):
+            self.store.add_event(label, "log", f"the local copy of the log stopped at byte {at}: {err}")
+            lag["noted"] = True
+        return lag
+
+    def _log_caught_up(self, label: str, lag: dict[str, Any]) -> None:
+        """The copy is whole again: the record says how long it lagged, and why."""
+        waited = lag.get("until", time.time()) - lag["since"]
+        detail = f"the local copy of the log caught up after {waited:.0f}s"
+        if not lag["noted"]:
+            detail += f"; it had stopped at byte {lag['at']}: {lag['why']}"
+        with contextlib.suppress(SimtuiError):
+            self.store.add_event(label, "log", detail)
 
     async def _deliver_rest(self, record: Record, offset: int, on_data: Callable[[bytes], None]) -> None:
         """Bytes past ``offset`` of a finished job (written while we were cut off)."""
@@ -389,7 +469,7 @@ class Engine:
 
         A queued job, or one starting whose job has not begun, is cancelled. Only
         the job's own processes get a signal (its pid and that pid's start time as
-        recorded); a job that had ended keeps its outcome (returned as it is)."""
+        recorded); a job that had ended keeps its outcome (a UsageError says so)."""
         record = self.store.get(label)
         if record.state.finished:
             raise UsageError(f"{record.label} is already {record.state.value}")
@@ -398,7 +478,7 @@ class Engine:
         host = await self.host(record.host)
         record = self.store.get(record.label)  # connecting may have settled it
         if record.state.finished:
-            return record
+            raise UsageError(f"{record.label} is already {record.state.value}")
         pid, pid_start = record.pid, record.pid_start
         if pid is None:  # starting: make sure it never starts, unless it has
             found = await remote.claim(host, record.jobs_dir, record.label)
@@ -410,7 +490,10 @@ class Engine:
                                     pid, pid_start)
         if outcome != "killed":  # it had ended, or nothing of it is left: its folder says how
             await self._reconcile(host)
-            return self.store.get(record.label)
+            record = self.store.get(record.label)
+            if record.state.finished:
+                raise UsageError(f"{record.label} is already {record.state.value}")
+            return record
         job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
         return self._update(
             record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
@@ -462,7 +545,8 @@ class Engine:
 
     async def schedule(self) -> list[Record]:
         """Start queued jobs whose dependency succeeded and whose host has a free slot;
-        fail those whose dependency did not succeed. Oldest first."""
+        fail those whose dependency did not succeed. Oldest first. A job whose host
+        cannot be reached now stays queued: it starts once the host is back."""
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
@@ -476,6 +560,12 @@ class Engine:
                     continue
                 if dep.state is not JobState.SUCCEEDED:
                     continue
+            if not self.reachable(record.host):
+                continue
+            try:
+                await self.host(record.host)  # before the record says starting: a host that is down keeps it queued
+            except HostError:
+                continue
             if self.config.host(record.host).max_jobs is not None and record.host not in reconciled:
                 reconciled.add(record.host)  # a slot may have freed since anyone looked
                 with contextlib.suppress(HostError):

@@ -17,7 +17,10 @@ after doubling waits from ``[notify] backoff`` seconds, so a receiver that is
 down or slow never blocks the event loop; nothing here raises into the caller.
 How it went lands on the claimed row and in the record's events (kind
 ``notify``); a failure also goes to ``report`` (the CLI prints it, the dashboard
-shows it). ``Engine.close`` waits for sends in flight, at most DRAIN_TIMEOUT.
+shows it). Every URL, reason and log line about a send goes through
+``simtui.secret.mask`` first (after apprise's own privacy form, where apprise can
+read the URL), and so do the command and output lines in a message.
+``Engine.close`` waits for sends in flight, at most DRAIN_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from simtui.hosts.base import home_relative
 from simtui.hosts import jobs as remote
 from simtui.model import HostState, JobState, Record, to_dict
 from simtui.recordfmt import duration
+from simtui.secret import mask
 from simtui.store import notifications as claims
 from simtui.store.records import Store
 from simtui.textsafe import sanitize
@@ -246,8 +250,8 @@ class Notifier:
                 return
             task = loop.create_task(send(key))
         except Exception as err:  # noqa: BLE001 - a notification must never break a job's bookkeeping
-            log.warning("notify %s: %s", notice.event, err)
-            self._tell(Outcome(notice, error=f"not sent: {err}"))
+            log.warning("notify %s: %s", notice.event, mask(str(err)))
+            self._tell(Outcome(notice, error=mask(f"not sent: {err}")))
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -275,7 +279,7 @@ class Notifier:
             claims.finish(self.store.db, key, outcome.status, "; ".join(outcome.lines()),
                           outcome.notice.label, outcome.lines())
         except Exception as err:  # noqa: BLE001
-            log.warning("notify: cannot record the outcome of %s: %s", key, err)
+            log.warning("notify: cannot record the outcome of %s: %s", key, mask(str(err)))
         self._tell(outcome)
 
     def _tell(self, outcome: Outcome) -> None:
@@ -284,7 +288,7 @@ class Notifier:
         try:
             self.report(outcome)
         except Exception as err:  # noqa: BLE001
-            log.warning("notify: report failed: %s", err)
+            log.warning("notify: report failed: %s", mask(str(err)))
 
     async def _deliver(self, url: str, notice: Notice, files: Sequence[Path], attempts: int | None = None) -> Delivery:
         """Send to one URL; up to ``attempts`` tries (default: 1 + retries), waiting
@@ -301,6 +305,7 @@ class Notifier:
                 ok, reason = False, f"no answer within {ATTEMPT_TIMEOUT:.0f}s"
             except Exception as err:  # noqa: BLE001 - apprise itself broke: a failed try
                 ok, reason = False, f"{type(err).__name__}: {err}"
+            reason = mask(reason) if reason else reason
             if ok:
                 return Delivery(shown, True, attempt)
             if reason == INVALID or attempt == attempts:
@@ -325,7 +330,7 @@ class Notifier:
                 if self.settings.attach else []
             return images, tail
         except Exception as err:  # noqa: BLE001 - send the words without the figures
-            log.info("notify %s: nothing from %s: %s", record.label, record.host, err)
+            log.info("notify %s: nothing from %s: %s", record.label, record.host, mask(str(err)))
             return [], None
 
     def _host_tags(self, host: str) -> tuple[str, ...]:
@@ -346,8 +351,8 @@ def hashtags(tags: Iterable[str]) -> str:
 
 
 def plain(text: str) -> str:
-    """Text safe for a message: no terminal controls, no colours."""
-    return _COLOUR.sub("", sanitize(text))
+    """Text safe for a message: no terminal controls, no colours, no secrets."""
+    return mask(_COLOUR.sub("", sanitize(text)))
 
 
 def job_notice(event: str, record: Record, tail: str | None = None) -> Notice:
@@ -435,7 +440,7 @@ def send_once(url: str, notice: Notice, files: Sequence[str]) -> tuple[bool, str
         server = apprise.Apprise.instantiate(url)
         if server is None:
             return False, INVALID, _masked(url)
-        shown = server.url(privacy=True).split("?", 1)[0]
+        shown = mask(server.url(privacy=True).split("?", 1)[0])
         sender = apprise.Apprise()
         sender.add(server)
         result = sender.notify(
@@ -446,13 +451,14 @@ def send_once(url: str, notice: Notice, files: Sequence[str]) -> tuple[bool, str
         return True, None, shown
     if hasattr(result, "logs"):  # apprise 2: the call's own log, whichever thread sent
         messages = [entry.message for entry in result.logs()]
-    return False, " ".join(dict.fromkeys(messages)) or "the service did not accept it", shown
+    return False, mask(" ".join(dict.fromkeys(messages))) or "the service did not accept it", shown
 
 
 def _masked(url: str) -> str:
-    """A URL apprise could not read, shown without what may be a secret."""
-    scheme, sep, _ = url.partition("://")
-    return f"{scheme}://..." if sep else "(not a URL)"
+    """A URL apprise could not read, shown without what may be a secret (its
+    query, where apprise URLs carry options and tokens, is left off)."""
+    scheme, sep, rest = url.partition("://")
+    return mask(f"{scheme}://{rest.split('?', 1)[0]}") if sep else "(not a URL)"
 
 
 class _ThreadLog(logging.Handler):

@@ -11,8 +11,7 @@ from pathlib import Path
 from simtui.engine.selection import git
 from simtui.errors import UsageError
 from simtui.hosts.base import home_relative
-from simtui.config import Config
-from simtui.model import HostKind, HostSpec
+from simtui.model import HostSpec
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,6 @@ def find_project(cwd: Path | None = None) -> Project:
     if not root.name:
         raise UsageError(f"{root} cannot be a project: run simtui from the project's folder")
     return Project(root)
-
-
-def project_host(config: Config, host: str | None) -> str:
-    """The host a project command works on: the one named (it must be configured),
-    else the only SSH host configured."""
-    if host is None:
-        ssh = [h.name for h in config.hosts if h.kind is HostKind.SSH]
-        if len(ssh) != 1:
-            raise UsageError("give --host HOST" + (f" (one of {', '.join(ssh)})" if ssh else ""))
-        return ssh[0]
-    config.host(host)  # a clear error for an unknown name
-    return host
 
 
 def inside(path: str) -> str:

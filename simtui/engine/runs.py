@@ -38,6 +38,7 @@ from simtui.hosts.project_helper import RUNS
 from simtui.model import JobSpec, Record
 from simtui.params import dump_params
 from simtui.provenance import git_info
+from simtui.secret import mask
 
 Progress = Callable[[int, int], None]
 
@@ -94,6 +95,8 @@ async def prepare(host: Host, spec: JobSpec, label: str, progress: Progress | No
     elif spec.sync:
         project = Project(Path(spec.project_root)) if spec.project_root else find_project()
         info = await asyncio.to_thread(git_info, project.root)
+        if info and info.get("remote"):  # a remote URL may hold a token: never stored
+            info["remote"] = mask(info["remote"])
         if spec.require_clean and info and info["dirty"]:
             changed = info["changed"] + info["untracked"]
             raise UsageError(f"--require-clean: {project.root} has uncommitted changes: {', '.join(changed[:10])}"

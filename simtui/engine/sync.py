@@ -99,12 +99,22 @@ def _hash(path: str, mode: int) -> str:
     return hash_file(path)
 
 
-def plan(local: Manifest, remote: Manifest, stale: set[str] | frozenset[str] = frozenset()) -> Plan:
+def host_mode(mode: int, share: bool) -> int:
+    """The mode a file sent with ``mode`` has on a host: the same where the host's
+    config says ``share = true``, else its owner's bits alone (project_helper
+    --private); a link's mode is a link's."""
+    return mode if share or not stat.S_ISREG(mode) else mode & ~0o7077
+
+
+def plan(local: Manifest, remote: Manifest, stale: set[str] | frozenset[str] = frozenset(),
+         share: bool = True) -> Plan:
     """What to send (new, changed in content or mode, or stale there) and what to
-    delete there (synced before, gone here)."""
+    delete there (synced before, gone here). ``share``: the host keeps modes whole
+    (else it keeps the owner's bits: those are compared)."""
     send = tuple(sorted(
         path for path, entry in local.items()
-        if path in stale or path not in remote or remote[path][MODE:] != entry[MODE:]
+        if path in stale or path not in remote or remote[path][SHA] != entry[SHA]
+        or remote[path][MODE] != host_mode(entry[MODE], share)
     ))
     gone = sorted(path for path in remote if path not in local)
     return Plan(send, tuple(p for p in gone if p not in stale), tuple(p for p in gone if p in stale))
@@ -180,7 +190,7 @@ async def sync(host: Host, project: Project, progress: Callable[[int, int], None
         raise
     if there.manifest is not None:
         memory.remote, memory.remote_version = there.manifest, there.version or ""
-    todo = plan(local, memory.remote, set(there.stale))
+    todo = plan(local, memory.remote, set(there.stale), share=getattr(host.spec, "share", False))
     total = sum(local[path][SIZE] for path in todo.send)
     if not todo:
         await receiver.nothing()

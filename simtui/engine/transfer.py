@@ -17,11 +17,11 @@ from pathlib import Path
 from simtui.engine.project import Project, inside
 from simtui.engine.tarstream import tar_stream
 from simtui.errors import CommandFailed, SimtuiError, UsageError
-from simtui.hosts import scripts
-from simtui.hosts import Host
+from simtui.hosts import Host, scripts
 from simtui.hosts.local import this_machine
 from simtui.hosts.project import Place, run_live, where
 from simtui.hosts.project_helper import count_files
+from simtui.secret import mask
 
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 
@@ -122,5 +122,5 @@ async def download(host: Host, project: Project, url: str, on_output: Callable[[
     argv = ["sh", "-c", scripts.DOWNLOAD, "sh", project.folder_arg(host.spec), name, url, "1" if progress else ""]
     status = await run_live(host, argv, on_output)
     if status:
-        raise SimtuiError(f"{host.name}: downloading {url} failed (exit {status}); nothing was kept")
+        raise SimtuiError(f"{host.name}: downloading {mask(url)} failed (exit {status}); nothing was kept")
     return f"data/{name}"

@@ -6,6 +6,7 @@ a run ran, to any host, whatever the checkout holds by then.
 distinct content once (a symlink's is ``b"symlink\\0" + target``, as sync hashes
 it). A blob is written only after its bytes were hashed again on the way in, so a
 file edited during a sync cannot slip into a tree under another file's hash.
+Its folders are 0700 and its files 0600 (a blob's own mode is in its tree).
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def keep(root: Path, entries: Iterable[tuple[str, int, str]]) -> str:
 def _store(source: Path, mode: int, sha: str, path: str) -> None:
     digest = hashlib.sha256()
     target = blob(sha)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _private_dirs(target.parent)
     tmp = target.with_name(f".{sha}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as out:
+        with open(_private_file(tmp), "wb") as out:
             if stat.S_ISLNK(mode):
                 data = LINK_PREFIX + os.fsencode(os.readlink(source))
                 digest.update(data)
@@ -79,10 +80,29 @@ def _store(source: Path, mode: int, sha: str, path: str) -> None:
 
 
 def _write(file: Path, data: bytes) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
+    _private_dirs(file.parent)
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, file)
+    try:
+        with open(_private_file(tmp), "wb") as out:
+            out.write(data)
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _private_dirs(folder: Path) -> None:
+    """``folder`` and each folder above it that is missing, made 0700."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700, exist_ok=True)
+
+
+def _private_file(path: Path) -> int:
+    """A new file (truncated if left by an earlier try), 0600: its descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
 
 
 def load(digest: str) -> Tree:

@@ -76,19 +76,68 @@ class LineSplitter:
 
     Splitting on b"\\n" before decoding keeps a multi-byte character that arrives
     across two reads intact; undecodable bytes become U+FFFD.
+
+    Linear in the input, memory bounded: a partial line is kept in one growing buffer
+    (no re-joining per read), and a line longer than ``max_line`` bytes (default
+    MAX_LINE_BYTES) is cut: its first ``max_line`` bytes (less a character cut in
+    two) are kept, the rest is counted, not held, and the line comes out when its
+    newline (or flush) does, as the kept text then ``" [line cut: N bytes left out]"``.
     """
 
-    def __init__(self) -> None:
-        self._rest = b""
+    MAX_LINE_BYTES = 1 << 20  # the longest line kept whole: 1 MiB
+    CUT_MARK = " [line cut: {} bytes left out]"
+
+    def __init__(self, max_line: int | None = None) -> None:
+        self.max_line = max(1, max_line or self.MAX_LINE_BYTES)
+        self._rest = bytearray()  # the start of the line that has no newline yet
+        self._dropped = 0  # bytes of that line left out past max_line
 
     def feed(self, data: bytes) -> list[str]:
-        data = self._rest + data
-        *lines, self._rest = data.split(b"\n")
-        return [line.decode("utf-8", "replace") for line in lines]
+        if b"\n" not in data:
+            self._hold(data)
+            return []
+        first, *middle, last = data.split(b"\n")
+        self._hold(first)
+        lines = [self._take()]
+        cap = self.max_line
+        if len(data) <= cap:  # no line in it can be too long
+            lines += [line.decode("utf-8", "replace") for line in middle]
+        else:
+            lines += [line.decode("utf-8", "replace") if len(line) <= cap
+                      else self._cut(bytearray(memoryview(line)[:cap]), len(line) - cap) for line in middle]
+        self._hold(last)
+        return lines
 
     def flush(self) -> list[str]:
-        rest, self._rest = self._rest, b""
-        return [rest.decode("utf-8", "replace")] if rest else []
+        return [self._take()] if self._rest else []
+
+    def _hold(self, data: bytes) -> None:
+        room = self.max_line - len(self._rest)
+        if len(data) <= room:
+            self._rest += data
+        else:
+            self._rest += data[:room]
+            self._dropped += len(data) - room
+
+    def _take(self) -> str:
+        rest, dropped = self._rest, self._dropped
+        self._rest, self._dropped = bytearray(), 0
+        return self._cut(rest, dropped) if dropped else rest.decode("utf-8", "replace")
+
+    def _cut(self, kept: bytearray, dropped: int) -> str:
+        """``kept`` without a last character cut in two, and the mark of what is left
+        out; the mark goes on the bytes, so only one string of the line is made."""
+        tail = 0  # bytes of an incomplete UTF-8 sequence at the end of kept
+        for back in range(1, min(4, len(kept)) + 1):
+            byte = kept[-back]
+            if byte & 0xC0 != 0x80:  # not a continuation byte: where the character starts
+                width = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+                tail = back if width > back else 0
+                break
+        if tail:
+            del kept[-tail:]
+        kept += self.CUT_MARK.format(dropped + tail).encode()
+        return kept.decode("utf-8", "replace")
 
 
 class Host(abc.ABC):

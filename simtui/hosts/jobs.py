@@ -14,6 +14,15 @@ A job lives in ``<jobs_dir>/<label>/`` on its host:
 - ``params.<format>``  the merged parameters, unless they replace a file in the run's own folder
 - ``meta.json`` / ``peak.json`` / ``outputs.json``  provenance captured on the host
 
+Modes: unless the host's config says ``share = true``, the launch runs under
+``umask 077`` and makes the job's folder (and the jobs folder, when it is the
+user's own, not sticky and not home) 0700: every file simtui writes there
+(``out.log``, ``pid``, ``meta.json`` with the git diff, ``params``,
+``outputs.json``, ...) is 0600, and no other user can list or read any of it.
+The job itself runs with the user's own umask, so its outputs get the modes the
+user's other programs give theirs. With ``share = true`` nothing is changed:
+the user's umask decides (typically 0755 folders and 0644 files).
+
 The job runs under ``setsid`` with stdin from /dev/null, so closing simtui, losing
 the network or restarting sshd does not stop it. Its environment has
 ``SIMTUI_LABEL``, ``SIMTUI_HOST``, ``SIMTUI_RUN_DIR`` and, with parameters,
@@ -38,12 +47,15 @@ PROC_FIELDS = r"""
 proc_fields() { sess=$4; shift 19; st=$1; }
 """
 
-# $1 = job dir, $2 = provenance.py on this host ("" for none), $3 = where to look
-# for outputs, $4 = how many input paths follow; then the inputs, then the job's
-# argv. Runs as the session leader, in the workdir. With provenance.py: meta.json
-# before the job starts, peak.json while it runs, outputs.json when it has ended.
+# $1 = job dir, $2 = provenance.py on this host ("" for none), $3 = the umask for
+# the job itself (the user's), $4 = where to look for outputs, $5 = how many input
+# paths follow; then the inputs, then the job's argv. Runs as the session leader, in
+# the workdir, under the launch's umask (077 unless shared) for its own files. With
+# provenance.py: meta.json before the job starts, peak.json while it runs,
+# outputs.json when it has ended.
 WRAPPER = PROC_FIELDS + r"""
-d=$1; prov=$2; outdir=$3; n=$4; shift 4
+d=$1; prov=$2; job_umask=$3; outdir=$4; n=$5; shift 5
+own_umask=$(umask)
 st=-
 if [ -r /proc/$$/stat ]; then s=$(cat /proc/$$/stat); proc_fields ${s##*) }; fi
 echo "$$ $st" > "$d/pid.$$" || exit 1
@@ -57,8 +69,10 @@ if [ -n "$prov" ]; then
 fi
 shift "$n"
 : > "$d/started"
+umask "$job_umask"
 "$@" &
 child=$!
+umask "$own_umask"
 trap 'termed=1; kill -TERM "$child" 2>/dev/null' TERM INT HUP
 code=127
 while :; do
@@ -82,14 +96,23 @@ exit "$code"
 # $9 = where the merged parameters go ("" for none; else "work:PATH" relative to the
 # workdir or "job:NAME" in the job dir; their text comes on stdin), ${10} = the
 # positions (1-based, space separated) of the job's arguments to replace with their
-# path; the rest goes to the wrapper. The venv goes first on PATH for the wrapper:
-# the job and its capture both see it. Prints, NUL-separated: pid, start time, the
-# run's folder, the workdir, the outputs folder and the parameters file (absolute).
+# path, ${11} = "share" to leave modes to the user's umask (else umask 077 and the
+# job's folder and the jobs folder 0700); the rest goes to the wrapper. The venv goes
+# first on PATH for the wrapper: the job and its capture both see it. Prints,
+# NUL-separated: pid, start time, the run's folder, the workdir, the outputs folder
+# and the parameters file (absolute).
 LAUNCH = r"""
-wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; label=$6; name=$7; own=$8; params=$9; replace=${10}; shift 10
+wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; label=$6; name=$7; own=$8; params=$9; replace=${10}; share=${11}; shift 11
+job_umask=$(umask)
+[ "$share" = share ] || umask 077
 case $d in /*) ;; *) d=$PWD/$d ;; esac  # relative to home: keep them so after the cd
 case $prov in ""|/*) ;; *) prov=$PWD/$prov ;; esac
 mkdir -p "$d" || exit 90
+if [ "$share" != share ]; then  # no other user lists or reads the jobs (a shared /tmp-like parent is left alone)
+    chmod 700 "$d" || exit 90
+    jobs=${d%/*}
+    [ -n "$jobs" ] && [ -O "$jobs" ] && [ ! -k "$jobs" ] && [ "$jobs" != "${HOME%/}" ] && chmod go-rwx "$jobs"
+fi
 cd "$w" 2>/dev/null || { echo "workdir $w does not exist" >&2; exit 91; }
 if [ -n "$venv" ]; then
     VIRTUAL_ENV=$(cd "$venv" 2>/dev/null && pwd) || { echo "virtual environment $venv does not exist" >&2; exit 94; }
@@ -126,7 +149,7 @@ if [ -n "$replace" ]; then  # the job's argv follows the outputs folder, the cou
 fi
 case $1 in /*) out=$1 ;; *) out=$PWD/$1 ;; esac
 : > "$d/out.log"
-setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$@" < /dev/null >> "$d/out.log" 2>&1 &
+setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$job_umask" "$@" < /dev/null >> "$d/out.log" 2>&1 &
 i=0
 while [ ! -s "$d/pid" ]; do
     i=$((i + 1)); [ "$i" -gt 500 ] && { echo "job did not start" >&2; exit 93; }
@@ -280,15 +303,18 @@ USER_FIXABLE = {91, 94}  # workdir, virtual environment missing
 async def launch(
     host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
     capture: Capture | None = None, venv: str | None = None, *, own_dir: bool = False,
-    params: Params | None = None,
+    params: Params | None = None, share: bool = False,
 ) -> Launched:
     """Start ``argv`` detached in ``workdir`` (with ``venv`` first on its PATH);
-    ``own_dir``: the workdir is the run's own folder. Raises LaunchRefused for what
-    the user can fix, LaunchFailed otherwise (also when a cancel came first)."""
+    ``own_dir``: the workdir is the run's own folder; ``share``: leave the modes of
+    the job's folder and files to the user's umask (else 0700 and 0600). Raises
+    LaunchRefused for what the user can fix, LaunchFailed otherwise (also when a
+    cancel came first)."""
     d = job_dir(jobs_dir, label)
     capture = capture or Capture("")
     head = [capture.script, venv or "", label, host.name, "own" if own_dir else "",
-            params.target if params else "", " ".join(map(str, params.positions)) if params else ""]
+            params.target if params else "", " ".join(map(str, params.positions)) if params else "",
+            "share" if share else ""]
     tail = [capture.outputs_dir, str(len(capture.inputs)), *capture.inputs, *argv]
     result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *tail),
                             input=params.text if params else None)

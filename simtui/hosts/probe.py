@@ -3,7 +3,10 @@
 On an SSH host the agent (agent.py, with NVIDIA's pynvml.py beside it) lives in
 ``<cache_dir>/agent-<content hash>/``: one ``test -f`` tells whether this version
 is there, and it is uploaded by SFTP only when it is not. It is started once per
-connection and prints a JSON line per interval until the connection closes. A
+connection and prints a JSON line per interval until the connection closes.
+No other user can replace it: the check refuses a folder (or a folder above it)
+that another user owns or can write into, and the upload makes it 0700 with
+0600 files (a folder of ours with looser modes is closed and uploaded again). A
 host without python3 runs the POSIX shell probe (agent_files/probe.sh), which
 prints the same lines. The local machine is read in-process (local_sample.py).
 """
@@ -27,13 +30,64 @@ from simtui.model import HostFacts, Sample
 
 SHELL_PROBE = Path(__file__).with_name("agent_files") / "probe.sh"
 
-# $1 = the agent's path. The last word out says what to do.
-CHECK = 'command -v python3 >/dev/null 2>&1 || { echo no-python3; exit; }; test -f "$1" && echo ready || echo missing'
+# $1 = the agent's path, $2 = SAFE. The last line out says what to do: no-python3,
+# ready, missing, or "unsafe WHY".
+CHECK = 'command -v python3 >/dev/null 2>&1 || { echo no-python3; exit; }; exec python3 -S -c "$2" "$1"'
+# $1 = the agent's path. Another user must not be able to put their code where we run
+# ours: every existing folder above the agent's is ours or root's and writable by
+# no one else (unless sticky, like /tmp); the agent's folder and its files are ours.
+# Looser modes on what is ours are closed and the agent uploaded again ("missing").
+SAFE = r"""
+import os, stat, sys
+agent = os.path.abspath(sys.argv[1])
+folder = os.path.dirname(agent)
+me, my_group = os.geteuid(), os.getegid()
+def out(word):
+    print(word)
+    sys.exit(0)
+above = os.path.dirname(folder)
+while True:
+    try:
+        st = os.stat(above)
+    except OSError:
+        st = None
+    if st is not None:
+        sticky = st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (me, 0):
+            out("unsafe %s belongs to another user (uid %d)" % (above, st.st_uid))
+        if st.st_mode & stat.S_IWOTH and not sticky:
+            out("unsafe every user can write into %s" % above)
+        if st.st_mode & stat.S_IWGRP and not sticky and st.st_gid != my_group:
+            out("unsafe group %d can write into %s" % (st.st_gid, above))
+    if above == os.path.dirname(above):
+        break
+    above = os.path.dirname(above)
+try:
+    st = os.lstat(folder)
+except OSError:
+    out("missing")
+if not stat.S_ISDIR(st.st_mode) or st.st_uid != me:
+    out("unsafe %s is not a folder of this user's" % folder)
+loose = st.st_mode & 0o077
+for name in os.listdir(folder):
+    entry = os.lstat(os.path.join(folder, name))
+    if entry.st_uid != me:
+        out("unsafe %s belongs to another user" % os.path.join(folder, name))
+    loose = loose or (stat.S_ISREG(entry.st_mode) and entry.st_mode & 0o022)
+if loose:
+    for name in os.listdir(folder):
+        os.chmod(os.path.join(folder, name), 0o600)
+    os.chmod(folder, 0o700)
+    out("missing")
+out("ready" if os.path.isfile(agent) else "missing")
+"""
+# $1 = the agent folder: made 0700 (as are the folders above it that it makes).
+MAKE_FOLDER = 'umask 077; mkdir -p "$1" && chmod 700 "$1"'
 # $1 = upload suffix, $2 = agent folder, then the files: each "$f$1" becomes "$f" (the
 # agent last, so that its presence means a whole upload); older agent folders go.
 INSTALL = """
 suffix=$1 folder=$2; shift 2
-for f; do mv -f "$f$suffix" "$f" || exit; done
+for f; do chmod 600 "$f$suffix" && mv -f "$f$suffix" "$f" || exit; done
 for old in "${folder%/*}"/agent-*; do [ "$old" = "$folder" ] || rm -rf "$old"; done
 """
 
@@ -59,12 +113,16 @@ async def install_agent(host: Host) -> str | None:
     digest, files = agent_bundle()
     folder = f"{home_relative(host.spec.cache_dir)}/agent-{digest}"
     targets = [f"{folder}/{file.name}" for file in files]
-    answer = (await host.check(["sh", "-c", CHECK, "sh", targets[-1]])).split()[-1:]
-    if answer == ["no-python3"]:
+    lines = (await host.check(["sh", "-c", CHECK, "sh", targets[-1], SAFE])).strip().splitlines()
+    answer = lines[-1] if lines else ""
+    if answer == "no-python3":
         return None
-    if answer != ["ready"]:
+    if answer.startswith("unsafe "):
+        raise ProbeFailed(host.name, f"will not run the agent from {folder}: {answer.removeprefix('unsafe ')} "
+                                     "(another user could replace it); set cache_dir to a folder only you can write")
+    if answer != "ready":
         suffix = f".{secrets.token_hex(4)}.part"  # concurrent uploads never share a file
-        await host.check(["mkdir", "-p", folder])
+        await host.check(["sh", "-c", MAKE_FOLDER, "sh", folder])
         for file, target in zip(files, targets):
             await host.put(file, target + suffix)
         await host.check(["sh", "-c", INSTALL, "sh", suffix, folder, *targets])

@@ -32,8 +32,11 @@ def _source() -> str:
     return Path(project_helper.__file__).read_text(encoding="utf-8")
 
 
-def _helper(command: str, *args: str) -> list[str]:
-    return ["python3", "-S", "-c", _source(), command, *args]
+def _helper(host: Host, command: str, *args: str) -> list[str]:
+    """The helper's command line; ``--private`` (owner-only modes in the project
+    folder) unless the host's config says ``share = true``."""
+    mode = "--share" if getattr(host.spec, "share", False) else "--private"
+    return ["python3", "-S", "-c", _source(), mode, command, *args]
 
 
 def _failed(host: Host, command: str, status: int | None, stderr: str) -> SimtuiError:
@@ -43,7 +46,7 @@ def _failed(host: Host, command: str, status: int | None, stderr: str) -> Simtui
 
 
 async def _call(host: Host, command: str, *args: str) -> str:
-    result = await host.run(_helper(command, *args))
+    result = await host.run(_helper(host, command, *args))
     if not result.ok:
         raise _failed(host, command, result.exit_status, result.stderr)
     return result.stdout
@@ -85,7 +88,7 @@ class Receiver:
         self.host = host
         self._header: asyncio.Future[tuple[bytes, AsyncIterator[bytes] | None]] = (
             asyncio.get_running_loop().create_future())
-        self._done = asyncio.ensure_future(host.run_with_input(_helper("receive", root), self._input()))
+        self._done = asyncio.ensure_future(host.run_with_input(_helper(host, "receive", root), self._input()))
 
     async def _input(self) -> AsyncIterator[bytes]:
         header, tar = await self._header
@@ -135,7 +138,8 @@ async def run_tree(host: Host, root: str, label: str, entries: Sequence[tuple[st
     project folder where it holds that content, ``L`` entries (value: target) made
     as links. Returns the paths it lacks: give them to ``run_fill``."""
     fields = [str(item) for entry in entries for item in entry]
-    result = await host.run_with_input(_helper("run-tree", root, label), _once(_framed(os.fsencode(SEP.join(fields)))))
+    result = await host.run_with_input(_helper(host, "run-tree", root, label),
+                                       _once(_framed(os.fsencode(SEP.join(fields)))))
     if not result.ok:
         raise _failed(host, "run-tree", result.exit_status, result.stderr)
     return result.stdout.split(SEP)[:-1]
@@ -143,7 +147,7 @@ async def run_tree(host: Host, root: str, label: str, entries: Sequence[tuple[st
 
 async def run_fill(host: Host, root: str, label: str, tar: AsyncIterator[bytes]) -> None:
     """The paths ``run_tree`` lacked, as a tar stream; then the run's folder is whole."""
-    result = await host.run_with_input(_helper("run-fill", root, label), tar)
+    result = await host.run_with_input(_helper(host, "run-fill", root, label), tar)
     if not result.ok:
         raise _failed(host, "run-fill", result.exit_status, result.stderr)
 
@@ -176,7 +180,7 @@ async def free_port(host: Host) -> int:
 
 
 async def port_open(host: Host, port: int) -> bool:
-    return (await host.run(_helper("port-open", str(port)))).ok
+    return (await host.run(_helper(host, "port-open", str(port)))).ok
 
 
 async def run_live(host: Host, argv: Sequence[str], on_output: Callable[[bytes], None]) -> int:

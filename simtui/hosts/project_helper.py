@@ -10,6 +10,14 @@ leaves the host as such) and the sync commands speak NUL-separated fields: sync
 runs two commands per call, and their start-up is most of their cost (json alone
 costs more to import than marshal takes to load a manifest of 5,000 files).
 
+Modes: ``--private`` before the command (what the caller sends unless the host's
+config says ``share = true``) sets ``umask 077`` and keeps others out: the project
+folder, its projects folder (when it is the user's own, not sticky and not home)
+and every folder sync makes are 0700, and each file sent there or copied into a
+run's folder keeps only its owner's bits (``0755`` -> ``0700``, ``0644`` -> ``0600``); the
+manifest holds those modes, and the caller compares them so (engine.sync). With
+``--share`` (or no flag) modes travel whole (``tar -p``), as the user's umask allows.
+
 Commands:
 
 - ``state ROOT VERSION``: ``same`` (the caller's copy is current) or ``full``,
@@ -47,6 +55,8 @@ RUNS = ".simtui-runs"
 SHARED = ("data", ".venv")  # of the project folder, linked into each run's folder
 HEADER_DIGITS = 16
 SEP = "\0"
+PRIVATE = False  # --private: owner-only modes (see above)
+OWNER = 0o700  # the bits a file or folder keeps under --private
 
 
 def safe(path: str) -> str:
@@ -132,9 +142,37 @@ def _remove(root: str, path: str) -> None:
         folder = os.path.dirname(folder)
 
 
+def _owner_only(path: str) -> None:
+    """Under --private: drop the group and other bits (and setuid, setgid, sticky)
+    of a file or folder; never of a link, whose mode means nothing."""
+    st = os.lstat(path)
+    if PRIVATE and (st.st_mode & 0o170000) != 0o120000 and st.st_mode & 0o7777 & ~OWNER:
+        os.chmod(path, st.st_mode & OWNER)
+
+
+def _close(root: str) -> None:
+    """Under --private: the project folder 0700, and its projects folder too when it
+    is the user's own, not sticky (a shared /tmp-like folder) and not home."""
+    if not PRIVATE:
+        return
+    _owner_only(root)
+    parent = os.path.dirname(os.path.abspath(root))
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return
+    home = os.path.abspath(os.path.expanduser("~"))
+    if st.st_uid == os.geteuid() and not st.st_mode & 0o1000 and parent not in (home, os.sep):
+        _owner_only(parent)
+
+
 def _untar(root: str) -> int:
-    """``tar -x`` of the rest of stdin into ``root``; its exit status."""
-    argv = ["tar", "-x", "-p", "--no-same-owner", "-f", "-", "-C", root]
+    """``tar -x`` of the rest of stdin into ``root``; its exit status. Modes are
+    kept (``-p``) unless --private: then the umask (077) takes their group and
+    other bits; _owner_only makes sure where tar runs as root and keeps them anyway."""
+    argv = ["tar", "-x", "--no-same-owner", "-f", "-", "-C", root]
+    if not PRIVATE:
+        argv.insert(2, "-p")
     try:
         pid = os.posix_spawnp("tar", argv, os.environ)  # no subprocess module: it costs its import
     except OSError as err:
@@ -152,6 +190,7 @@ def receive(root: str) -> str:
         return ""
     version, *fields = fields
     os.makedirs(root, exist_ok=True)
+    _close(root)
     gone, sent = [], {}
     records = iter(fields)
     for kind in records:
@@ -163,6 +202,8 @@ def receive(root: str) -> str:
             if kind == "D":
                 _remove(root, path)
     failed = _untar(root) if sent else 0
+    if PRIVATE and sent and not failed:
+        _private_paths(root, sent)
     stats = {} if failed else {path: _stat(os.path.join(root, path)) for path in sent}
     files = updated(_load(root)[1], gone, {} if failed else sent, stats)
     tmp = os.path.join(root, MANIFEST + ".tmp")
@@ -175,6 +216,21 @@ def receive(root: str) -> str:
     for path, entry in stats.items():
         out += [path, *map(str, entry)]
     return SEP.join(out) + SEP if out else ""
+
+
+def _private_paths(root: str, paths) -> None:
+    """Owner-only modes for these paths under ``root`` and the folders that hold them."""
+    folders = set()
+    for path in paths:
+        full = os.path.join(root, path)
+        if os.path.lexists(full):
+            _owner_only(full)
+        folder = os.path.dirname(path)
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = os.path.dirname(folder)
+    for folder in folders:
+        _owner_only(os.path.join(root, folder))
 
 
 def _run_dirs(root: str, label: str) -> tuple:
@@ -218,6 +274,8 @@ def run_tree(root: str, label: str) -> str:
         by_sha.setdefault(entry[3], []).append(path)
     prefix = root + os.sep
     os.makedirs(part, exist_ok=True)
+    _close(root)
+    _owner_only(os.path.dirname(part))
     missing, tops = [], set()
     records = iter(fields)
     for kind in records:
@@ -231,7 +289,7 @@ def run_tree(root: str, label: str) -> str:
             os.symlink(value, target)
         elif any(_matches(prefix, src, files[src]) and _copy(prefix + src, target, value)
                  for src in by_sha.get(value, ())):
-            os.chmod(target, mode & 0o7777)
+            os.chmod(target, mode & (OWNER if PRIVATE else 0o7777))
         else:
             missing.append(path)
     for name in SHARED:
@@ -250,6 +308,10 @@ def run_fill(root: str, label: str) -> None:
     failed = _untar(part)
     if failed:
         raise SystemExit(failed)
+    if PRIVATE:
+        for folder, dirs, names in os.walk(part):
+            for name in dirs + names:
+                _owner_only(os.path.join(folder, name))
     os.rename(part, final)
 
 
@@ -325,6 +387,12 @@ def port_open(port: int) -> bool:
 
 
 def main(argv: list) -> None:
+    global PRIVATE
+    if argv and argv[0] in ("--private", "--share"):
+        PRIVATE = argv[0] == "--private"
+        argv = argv[1:]
+    if PRIVATE:
+        os.umask(0o077)
     command, args = argv[0], argv[1:]
     if command == "state":
         out = state(*args)

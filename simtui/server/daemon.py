@@ -17,6 +17,7 @@ from typing import Any
 
 from simtui.config import Config, simtui_home
 from simtui.errors import SimtuiError, UsageError
+from simtui.secret import MaskingFormatter
 from simtui.server import protocol
 from simtui.server.hub import Hub
 from simtui.server.requests import Requests
@@ -34,6 +35,7 @@ def home_paths(home: Path | None = None) -> dict[str, Path]:
 def serve(config: Config, config_id: str, idle: float) -> bool:
     """Run the server in this process until it is stopped or idle; False when
     another one already serves this home."""
+    os.umask(0o077)  # everything the server writes (lock, pid, log, socket) is its user's alone
     paths = home_paths()
     protocol.private_dir(paths["home"])
     lock = open(paths["lock"], "a+")  # noqa: SIM115 - held for the server's life
@@ -43,7 +45,7 @@ def serve(config: Config, config_id: str, idle: float) -> bool:
         lock.close()
         return False
     handler = logging.handlers.RotatingFileHandler(paths["log"], maxBytes=LOG_BYTES, backupCount=1)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(message)s"))  # no URL secret in the log
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

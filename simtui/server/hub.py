@@ -54,6 +54,7 @@ class Hub:
         self.engine.on_change = self._changed
         self.engine.notifier.report = lambda outcome: self.notice(f"notify {outcome}")
         self.engine.probe = self.fresh_samples
+        self.engine.reachable = lambda name: self.views[name].state is not HostState.DOWN
         self.interval = config.defaults.interval
         self.views: dict[str, ProbeResult] = {
             h.name: ProbeResult(h, None, None, HostState.CONNECTING) for h in config.hosts}

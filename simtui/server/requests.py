@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simtui.engine import outputs
-from simtui.engine.project import Project, find_project, project_host
+from simtui.engine.project import Project, find_project
 from simtui.errors import SimtuiError
 from simtui.model import JobSpec, Record, to_dict
 from simtui.server.hub import Hub
@@ -206,7 +206,7 @@ class Requests:
 
     def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
         project = Project(Path(project_root)) if project_root else find_project()
-        return project, project_host(self.hub.config, host)
+        return project, self.hub.config.project_host(host)
 
     async def op_sync(self, event: Event, project_root: str | None = None, host: str | None = None) -> dict[str, Any]:
         from simtui.engine.sync import sync

@@ -3,7 +3,14 @@
 The schema version lives in ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes a
 database from version n to n + 1. Every write goes through ``write_transaction``
 (``BEGIN IMMEDIATE``), so several simtui processes can write at once: each waits
-its turn for the write lock (busy timeout) instead of failing or losing a write.
+its turn for the write lock (busy timeout) instead of failing or losing a write;
+a long wait is told (``on_lock_wait``) and bounded (LOCK_WAIT_S).
+
+Faults of the file are one-line SimtuiErrors naming it (``records_error``):
+read-only (a read-only mount is still read, ``immutable``), full, locked too
+long, garbage, damaged, or empty (a new database is made aside and linked into
+place, so a 0-byte records.db is never one of ours). $SIMTUI_HOME is 0700 and
+records.db 0600.
 
 The connection is plain sqlite3; sqlite-utils is loaded only to migrate or to
 write (see sqlite_utils_on), so commands that only read start fast.
@@ -12,20 +19,45 @@ write (see sqlite_utils_on), so commands that only read start fast.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import os
 import sqlite3
+import stat
 import sys
+import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simtui.config import simtui_home
-from simtui.errors import SimtuiError
+from simtui.errors import FileFault, NoSpace, RecordsBusy, RecordsDamaged, RecordsReadOnly, SimtuiError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 30.0  # for a statement outside write_transaction (they rarely wait in WAL mode)
+WAIT_NOTICE_S = 2.0  # a writer waiting this long for the lock is told so (on_lock_wait)
+LOCK_WAIT_S = 300.0  # then it gives up: RecordsBusy
 SEARCHED_COLUMNS = ("command", "tags", "reason", "notes")
+
+log = logging.getLogger("simtui.store")
+
+# Hears "waiting for the write lock" once per wait, after WAIT_NOTICE_S; the CLI
+# prints it, anything else logs it.
+on_lock_wait: Callable[[str], None] | None = None
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_IO = (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM)
+
+
+class RecordsConnection(sqlite3.Connection):
+    """A sqlite3 connection that knows its file (for messages) and whether it was
+    opened read-only as a fallback (a read-only mount without the ``-shm`` file)."""
+
+    path: Path
+    read_only = False
 
 
 def default_path() -> Path:
@@ -36,30 +68,290 @@ def connect(path: str | Path | None = None, *, upgrade: bool = True) -> sqlite3.
     """Open (creating it if needed) the records database, in WAL mode.
 
     With ``upgrade`` (the default) the schema is brought to the latest version.
+    A new database appears whole (made aside, then linked into place), so an
+    empty file is never a store: it is refused, as are garbage and damaged files
+    (RecordsDamaged). On a read-only mount it is opened for reading only. Errors
+    are one-line SimtuiErrors that name the file (see records_error).
     """
+    if str(path) == ":memory:":  # a database of this connection alone (tests, tools)
+        conn = sqlite3.connect(":memory:", factory=RecordsConnection)
+        conn.path = Path(":memory:")
+        if upgrade:
+            migrate(conn)
+        return conn
     path = Path(path) if path is not None else default_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)  # the busy timeout
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no committed write
-    conn.execute("PRAGMA foreign_keys = ON")
-    if upgrade:
-        migrate(conn)
+    try:
+        _private_dir(path.parent, tighten=path.parent == simtui_home())
+    except OSError as err:
+        raise file_error(err, path.parent) from None
+    with translated(path):
+        if not os.path.lexists(path):
+            _create(path, upgrade)
+        conn = _open(path)
+        try:
+            if not conn.read_only:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no committed write
+            conn.execute("PRAGMA foreign_keys = ON")
+            if upgrade:
+                migrate(conn)
+            else:
+                schema_version(conn)  # reads the header: garbage is found here, not later
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
+def _open(path: Path) -> RecordsConnection:
+    """The connection; read-only (``immutable``) where SQLite cannot open the file
+    or make its ``-shm`` and no one can write it (a read-only mount, or a file and
+    folder this user may not write)."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise file_error(err, path) from None
+    if not path.is_file():
+        raise RecordsDamaged(path, "not a file")
+    if size == 0:
+        raise RecordsDamaged(path, "empty (0 bytes), not a records database")
+    _private_file(path)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, factory=RecordsConnection)
+    conn.path = path
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the file: opens the WAL, the -shm
+        return conn
+    except sqlite3.OperationalError as err:
+        conn.close()
+        if _code(err) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR) \
+                or _writable(path):
+            raise
+    except BaseException:
+        conn.close()
+        raise
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?immutable=1"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, factory=RecordsConnection)
+    conn.path, conn.read_only = path, True
+    return conn
+
+
+def _create(path: Path, upgrade: bool) -> None:
+    """Make a new database beside ``path`` and link it into place: another process
+    sees no file or a whole one, never an empty file (which ``_open`` refuses)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.new")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        conn = sqlite3.connect(tmp, timeout=BUSY_TIMEOUT_S, factory=RecordsConnection)
+        conn.path = path  # for messages
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            if upgrade:
+                migrate(conn)
+        finally:
+            conn.close()  # the last connection: the WAL is checkpointed and removed
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs stands
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if not os.path.lexists(path):  # no hard links here: not atomic, the window is small
+                os.rename(tmp, path)
+    except OSError as err:
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise RecordsReadOnly(path, _read_only_why(path) or err.strerror or str(err)) from None
+        raise file_error(OSError(err.errno, err.strerror), path) from None  # named: records.db, not the file aside
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _private_dir(folder: Path, *, tighten: bool) -> None:
+    """Make ``folder`` (0700); with ``tighten`` (it is $SIMTUI_HOME) an existing one
+    of ours is made 0700 too."""
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return
+    if tighten:
+        with contextlib.suppress(OSError):
+            st = folder.stat()
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(folder, 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """records.db and its -wal/-shm (which SQLite makes with the database's mode)
+    0600; in $SIMTUI_HOME also the server's log, made by others with the umask's mode."""
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    if path.parent == simtui_home():
+        files += [path.parent / "server.log", path.parent / "server.log.1"]
+    for file in files:
+        with contextlib.suppress(OSError):
+            st = file.stat()
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(file, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def _code(err: sqlite3.Error) -> int:
+    """The primary SQLite result code of an error (0 when unknown)."""
+    return (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database and make files beside it."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return False
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only_why(path: Path) -> str | None:
+    """Why ``path`` cannot be written, or None when it can."""
+    with contextlib.suppress(OSError):
+        if os.statvfs(path.parent if path.parent.exists() else path).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "no write permission"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"no write permission on its folder {path.parent}"
+    return None
+
+
+def _full(path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        st = os.statvfs(path.parent)
+        return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+    return False
+
+
+def records_error(err: sqlite3.Error, path: Path | str | None) -> SimtuiError | None:
+    """The one-line error for an SQLite error on the records database, or None when
+    it is not about the file (a bug, a constraint: then the original stands)."""
+    path = Path(path) if path is not None else default_path()
+    code = _code(err)
+    if code in _BUSY:
+        return RecordsBusy(path, BUSY_TIMEOUT_S)  # a statement outside write_transaction waited this long
+    if code == sqlite3.SQLITE_FULL or (code in _IO and _full(path)):
+        return NoSpace(path)
+    if code == sqlite3.SQLITE_READONLY or code in _IO:
+        why = _read_only_why(path)
+        if why is not None or code == sqlite3.SQLITE_READONLY:
+            return RecordsReadOnly(path, why or str(err))
+    if code == sqlite3.SQLITE_NOTADB:
+        return RecordsDamaged(path, f"not an SQLite database ({err})")
+    if code == sqlite3.SQLITE_CORRUPT:
+        return RecordsDamaged(path, f"damaged ({err})", recoverable=True)
+    if code in _IO:
+        return FileFault.of(path, f"cannot be read or written ({err})",
+                            "check the file and its folder (owner, mode, disk)")
+    return None
+
+
+def file_error(err: OSError, path: Path | str) -> SimtuiError:
+    """The one-line error for an OSError on a file simtui keeps."""
+    where = err.filename or path
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(where)
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return FileFault.of(where, err.strerror or str(err),
+                            "make it writable, or set SIMTUI_HOME to a writable folder")
+    return FileFault.of(where, err.strerror or str(err))
+
+
 @contextlib.contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``: take the write lock before reading,
-    so a read-modify-write cannot interleave with another process's."""
-    conn.execute("BEGIN IMMEDIATE")
+def translated(path: Path | str | None) -> Iterator[None]:
+    """SQLite errors about the file (read-only, full, locked, damaged) as one-line
+    SimtuiErrors naming it; any other error unchanged."""
     try:
         yield
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.execute("COMMIT")
+    except sqlite3.Error as err:
+        mapped = records_error(err, path)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def path_of(conn: Any) -> Path | None:
+    """The file of a connection (a sqlite-utils Database's too)."""
+    raw = _raw(conn)
+    known = getattr(raw, "path", None)
+    if known is not None:
+        return known
+    with contextlib.suppress(sqlite3.Error):
+        file = raw.execute("PRAGMA database_list").fetchone()[2]
+        return Path(file) if file else None
+    return None
+
+
+def _raw(conn: Any) -> sqlite3.Connection:
+    inner = getattr(conn, "conn", None)  # a sqlite-utils Database
+    return inner if isinstance(inner, sqlite3.Connection) else conn
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def write_transaction(conn: Any) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: take the write lock before reading,
+    so a read-modify-write cannot interleave with another process's.
+
+    A lock another process holds is waited for (SQLite's busy handler backs off),
+    and after WAIT_NOTICE_S the wait is told (on_lock_wait); after LOCK_WAIT_S it
+    is RecordsBusy. A failed write rolls back: what was committed before stays."""
+    raw = _raw(conn)
+    path = path_of(raw)
+    with translated(path):
+        _begin(raw, path)
+        try:
+            yield
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.rollback()
+            raise
+
+
+def _begin(raw: sqlite3.Connection, path: Path | None) -> None:
+    started = time.monotonic()
+    wait = WAIT_NOTICE_S
+    told = False
+    try:
+        while True:
+            raw.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if _code(err) not in _BUSY:
+                    raise
+            waited = time.monotonic() - started
+            if waited >= LOCK_WAIT_S:
+                raise RecordsBusy(path or default_path(), waited)
+            if not told:
+                told = True
+                _tell(f"waiting for the write lock on {path or default_path()}: another process holds it "
+                      f"(waiting up to {LOCK_WAIT_S:.0f}s; Ctrl-C stops)")
+            wait = min(1.0, LOCK_WAIT_S - waited)  # SQLite's busy handler backs off within each try
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+
+def _tell(message: str) -> None:
+    if on_lock_wait is not None:
+        on_lock_wait(message)
+    else:
+        log.warning("%s", message)
 
 
 def sqlite_utils_on(conn: sqlite3.Connection) -> Database:

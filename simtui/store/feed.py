@@ -1,5 +1,10 @@
 """An Atom feed (RFC 4287) of records: one entry a record, newest first, so a feed
-reader shows what ran, where and how it ended."""
+reader shows what ran, where and how it ended.
+
+Every text from a record (command, tags, reason, notes, host, ...) goes through
+simtui.textsafe.xml_text: controls and colours removed, only characters XML 1.0
+allows, one line where the element is a title or an attribute. So the feed is
+valid XML whatever bytes a job or a user put in a record."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from simtui.model import Record
+from simtui.textsafe import one_line, xml_text
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -17,7 +23,7 @@ ATOM = "http://www.w3.org/2005/Atom"
 def atom_feed(records: Iterable[Record], title: str | None = None) -> bytes:
     """The feed as UTF-8 XML; its ``updated`` is the latest change of any record."""
     feed = ET.Element("feed", xmlns=ATOM)
-    _text(feed, "title", title or f"simtui records on {socket.gethostname()}")
+    _text(feed, "title", xml_text(title or f"simtui records on {socket.gethostname()}", single_line=True))
     _text(feed, "id", "urn:simtui:records")
     author = ET.SubElement(feed, "author")
     _text(author, "name", "simtui")
@@ -35,21 +41,21 @@ def atom_feed(records: Iterable[Record], title: str | None = None) -> bytes:
 
 def _entry(record: Record, changed: float) -> ET.Element:
     entry = ET.Element("entry")
-    _text(entry, "id", f"urn:simtui:{record.label}")
-    _text(entry, "title", f"{record.state.value}: {record.label} {record.command}")
+    _text(entry, "id", f"urn:simtui:{xml_text(record.label, single_line=True)}")
+    _text(entry, "title", xml_text(f"{record.state.value}: {record.label} {record.command}", single_line=True))
     _text(entry, "updated", _rfc3339(changed))
     if record.created:
         _text(entry, "published", _rfc3339(record.created))
     for tag in record.tags:
-        ET.SubElement(entry, "category", term=tag)
+        ET.SubElement(entry, "category", term=xml_text(tag, single_line=True))
     _text(entry, "content", _summary(record)).set("type", "text")
     return entry
 
 
 def _summary(record: Record) -> str:
-    lines = [f"host: {record.host}", f"command: {record.command}"]
+    lines = [f"host: {one_line(record.host)}", f"command: {one_line(record.command)}"]
     if record.workdir:
-        lines.append(f"workdir: {record.workdir}")
+        lines.append(f"workdir: {one_line(record.workdir)}")
     if record.exit_code is not None:
         lines.append(f"exit code: {record.exit_code}")
     if record.duration is not None:
@@ -58,7 +64,7 @@ def _summary(record: Record) -> str:
         value = getattr(record, name)
         if value:
             lines.append(f"{name}: {value}")
-    return "\n".join(lines)
+    return xml_text("\n".join(lines))
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:

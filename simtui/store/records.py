@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from simtui.errors import AmbiguousLabel, UnknownLabel, UsageError
 from simtui.model import JobState, Record, RecordEvent
 from simtui.provenance import packages_sha256
-from simtui.store.db import connect, sqlite_utils_on, write_transaction
+from simtui.store.db import connect, path_of, sqlite_utils_on, translated, write_transaction
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -40,10 +40,13 @@ class Store:
     """The records log. ``Store.open()`` uses ``$SIMTUI_HOME/records.db``.
 
     Reads are plain SQL on the connection; writes go through sqlite-utils (``db``).
+    A fault of the file (read-only, full, locked, damaged) is a one-line
+    SimtuiError naming it, from reads and writes alike (see db.records_error).
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.path = path_of(conn)
         self._packages: dict[str, dict[str, str]] = {}  # by sha256; immutable, so cached
 
     @classmethod
@@ -64,10 +67,11 @@ class Store:
         """The one label that starts with ``prefix``; UnknownLabel or AmbiguousLabel otherwise."""
         if not prefix.strip():
             raise UsageError("give a record label (or a unique prefix of one)")
-        rows = self.conn.execute(
-            "select label from records where label >= ? and label < ? order by label limit ?",
-            [prefix, prefix + "\U0010ffff", MAX_CANDIDATES + 1],
-        ).fetchall()
+        with translated(self.path):
+            rows = self.conn.execute(
+                "select label from records where label >= ? and label < ? order by label limit ?",
+                [prefix, prefix + "\U0010ffff", MAX_CANDIDATES + 1],
+            ).fetchall()
         labels = [row[0] for row in rows]
         if prefix in labels:
             return prefix
@@ -79,8 +83,9 @@ class Store:
 
     def get(self, label: str) -> Record:
         """The record whose label is, or uniquely starts with, ``label``."""
-        row = next(self._query("select * from records where label = ?", [self.resolve(label)]))
-        return self._record(row)
+        found = self.resolve(label)
+        with translated(self.path):
+            return self._record(next(self._query("select * from records where label = ?", [found])))
 
     def find(
         self,
@@ -129,14 +134,19 @@ class Store:
         if limit is not None:
             sql += " limit :limit"
             args["limit"] = limit
-        return (self._record(row) for row in self._query(sql, args))
+        return self._records(sql, args)
+
+    def _records(self, sql: str, args: Any) -> Iterator[Record]:
+        with translated(self.path):
+            for row in self._query(sql, args):
+                yield self._record(row)
 
     def events(self, label: str) -> list[RecordEvent]:
-        rows = self._query(
-            "select label, time, kind, detail from events where label = ? order by time, rowid",
-            [self.resolve(label)],
-        )
-        return [RecordEvent(**row) for row in rows]
+        found = self.resolve(label)
+        with translated(self.path):
+            rows = self._query("select label, time, kind, detail from events where label = ? order by time, rowid",
+                               [found])
+            return [RecordEvent(**row) for row in rows]
 
     # -- writing -------------------------------------------------------------
 
@@ -177,6 +187,13 @@ class Store:
             if not new:
                 return record
             return self._save(record, {"tags": record.tags + new}, ("tag", " ".join(new)))
+
+    def add_event(self, label: str, kind: str, detail: str) -> None:
+        """Note something that happened to the record (e.g. its log copy waited for
+        space): it shows among the record's events."""
+        with write_transaction(self.conn):
+            self.db["events"].insert({"label": self.resolve(label), "time": time.time(), "kind": kind,
+                                      "detail": detail})
 
     def comment(self, label: str, text: str) -> Record:
         """Append a line to the record's notes."""
@@ -235,7 +252,8 @@ class Store:
 
     def _package_list(self, digest: str) -> dict[str, str]:
         if digest not in self._packages:
-            row = self.conn.execute("select packages from packages where sha256 = ?", [digest]).fetchone()
+            with translated(self.path):
+                row = self.conn.execute("select packages from packages where sha256 = ?", [digest]).fetchone()
             self._packages[digest] = json.loads(row[0]) if row else {}
         return self._packages[digest]
 

@@ -17,7 +17,8 @@ from simtui.ui.screens.new_job import NewJobScreen
 from simtui.ui.screens.processes import ProcessesScreen
 from simtui.ui.screens.record import RecordScreen
 from simtui.ui.widgets.hosts import HostsPanel, HostView
-from simtui.ui.widgets.jobs import JobsTable, one_line
+from simtui.textsafe import one_line
+from simtui.ui.widgets.jobs import JobsTable
 from simtui.ui.widgets.log import LogPane
 
 AS_BEFORE = ""

@@ -11,7 +11,8 @@ from textual.widgets import DataTable, Footer, Input
 from simtui.recordfmt import duration, when
 from simtui.ui.screens.base import BackScreen
 from simtui.ui.screens.record import RecordScreen
-from simtui.ui.widgets.jobs import STATE_STYLE, one_line
+from simtui.textsafe import one_line
+from simtui.ui.widgets.jobs import STATE_STYLE
 
 SHOWN = 500
 
@@ -53,7 +54,7 @@ class HistoryScreen(BackScreen):
             table.add_row(
                 Text(r.label), Text(r.state.value, STATE_STYLE[r.state]), Text(r.host),
                 Text(when(r.created, seconds=False) or ""), Text(duration(r.duration) or "", justify="right"),
-                Text(one_line(", ".join(r.tags)), "cyan"), Text.from_ansi(one_line(r.command)),
+                Text(one_line(", ".join(r.tags)), "cyan"), Text.from_ansi(one_line(r.command, colour=True)),
                 key=r.label,
             )
         found = f"{len(records)}{'+' if len(records) == SHOWN else ''} records"

@@ -7,7 +7,7 @@ from textual.widgets import Footer
 
 from simtui.model import Record
 from simtui.ui.screens.base import BackScreen
-from simtui.ui.widgets.jobs import one_line
+from simtui.textsafe import one_line
 from simtui.ui.widgets.log import LogPane
 
 FULL_SCREEN_LINES = 100_000

@@ -13,7 +13,7 @@ from simtui.errors import SimtuiError
 from simtui.model import ProcessInfo
 from simtui.recordfmt import duration
 from simtui.ui.screens.base import BackScreen
-from simtui.ui.widgets.jobs import one_line
+from simtui.textsafe import one_line
 from simtui.units import format_size
 
 

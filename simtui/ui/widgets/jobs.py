@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 
 from simtui.model import JobState, Record
 from simtui.recordfmt import duration
-from simtui.textsafe import sanitize
+from simtui.textsafe import one_line
 
 COLUMNS = ("label", "host", "state", "tags", "runtime", "command")
 COMMAND_WIDTH = 100  # characters of a command shown in the table
@@ -28,11 +28,6 @@ STATE_STYLE = {
 }
 
 
-def one_line(text: str) -> str:
-    """Text from a record made safe for one table cell."""
-    return sanitize(text.replace("\n", " ").replace("\t", " "))
-
-
 def runtime(record: Record, now: float) -> str:
     if record.state.finished or record.started is None:
         return duration(record.duration) or ""
@@ -40,7 +35,7 @@ def runtime(record: Record, now: float) -> str:
 
 
 def command(record: Record) -> Text:
-    text = Text.from_ansi(one_line(record.command), no_wrap=True)
+    text = Text.from_ansi(one_line(record.command, colour=True), no_wrap=True)
     text.truncate(COMMAND_WIDTH, overflow="ellipsis")
     return text
 
