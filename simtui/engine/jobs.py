@@ -145,10 +145,12 @@ class Engine:
         """Records of jobs starting or running (on ``host``, if given)."""
         return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)]
 
-    async def start(self, record: Record) -> Record:
+    async def start(self, record: Record, *, requeue: bool = False) -> Record:
         """Launch a queued (or just recorded) job on its host. A launch that fails
         leaves the record failed with the reason and raises LaunchError; a kill
-        that cancelled it meanwhile stands."""
+        that cancelled it meanwhile stands. With ``requeue`` (the queue starting
+        it), a host lost on the way puts it back in the queue instead; a later
+        start that finds it launched after all adopts it."""
         label = record.label
         if record.state is not JobState.STARTING:
             self._update(label, state=JobState.STARTING, client=runs.this_client())
@@ -164,9 +166,13 @@ class Engine:
                 record.venv, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
                 share=host.spec.share,
             )
+        except remote.AlreadyLaunched:
+            return await self._settle_orphan(host, self.store.get(label))
         except SimtuiError as err:
             if self.store.get(label).state is JobState.KILLED:
                 return self.store.get(label)
+            if requeue and isinstance(err, HostError) and not isinstance(err, remote.LaunchFailed):
+                return self._update(label, state=JobState.QUEUED, client=None, log_tail=f"waiting: {err}")
             self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err), client=None)
             raise LaunchError(label, err) from None
         fields: dict[str, Any] = dict(pid=launched.pid, pid_start=launched.pid_start, started=started,
@@ -572,7 +578,7 @@ class Engine:
                     await self.reconcile(record.host)
             if self._has_slot(record.host):
                 try:
-                    changed.append(await self.start(record))
+                    changed.append(await self.start(record, requeue=True))
                 except LaunchError:
                     changed.append(self.store.get(record.label))
         return changed

@@ -297,7 +297,12 @@ class LaunchFailed(HostError):
     reason = "launch failed"
 
 
+class AlreadyLaunched(LaunchFailed):
+    """The job folder shows an earlier launch of this label (one whose answer was lost)."""
+
+
 USER_FIXABLE = {91, 94}  # workdir, virtual environment missing
+IN_USE = 92  # the job folder has a pid file: launched before
 
 
 async def launch(
@@ -322,7 +327,7 @@ async def launch(
         why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
         if result.exit_status in USER_FIXABLE:
             raise LaunchRefused(f"{host.name}: {why}")
-        raise LaunchFailed(host.name, why)
+        raise (AlreadyLaunched if result.exit_status == IN_USE else LaunchFailed)(host.name, why)
     pid, start, run_dir, cwd, outputs_root, params_path = result.stdout.split("\0")[-7:-1]
     return Launched(int(pid.split()[-1]), int(start) if start.isdigit() else None, run_dir, cwd,
                     posixpath.normpath(outputs_root),

@@ -156,6 +156,8 @@ class SshHost(Host):
         except (asyncssh.Error, OSError) as err:
             raise HostDisconnected(self.name, f"connection lost: {err}") from None
         status = result.exit_status if result.exit_status is not None and result.exit_status >= 0 else None
+        if status is None and not self.connected:  # the channel closed with the connection
+            raise HostDisconnected(self.name, "connection lost while a command ran")
         return CommandResult(status, str(result.stdout or ""), str(result.stderr or ""))
 
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
