@@ -241,3 +241,20 @@ def test_a_queued_job_whose_host_is_down_waits_for_it(make_lab, tmp_path):
 
     record = wait_for(settled, timeout=90, what="the second to run once q0 is back")
     assert record["state"] == "succeeded" and record["log_tail"] == "back", record
+
+
+def test_a_local_copy_left_unfinished_is_finished_by_the_next_server(quick_config, lab, simtui_env):
+    from simtui.store.logs import LocalLog
+
+    proc = simtui("run", "--host", "h1", "--follow", "--", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done",
+                  config=quick_config)
+    label = proc.stdout.split()[0]
+    wait_for(lambda: LocalLog(label).compressed, what="the finished copy")
+    assert simtui("server", "stop", config=quick_config).returncode == 0
+    # as a server killed between settling the record and finishing the copy leaves it
+    log = LocalLog(label)
+    log.gz_path.unlink()
+    log.path.write_bytes(b"line 1\nli")
+    simtui("server", "start", config=quick_config)
+    wait_for(lambda: LocalLog(label).compressed, timeout=60, what="the copy finished by the new server")
+    assert b"".join(LocalLog(label).chunks()) == b"".join(b"line %d\n" % i for i in range(1, 6))

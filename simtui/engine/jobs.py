@@ -309,6 +309,30 @@ class Engine:
             raise
         return {"log_tail": tail} if tail is not None else {}
 
+    async def finish_copies(self, skip: set[str] = frozenset()) -> list[Record]:
+        """Finish the local copies of finished jobs that were left unfinished (a
+        follower stopped by a kill -9, or its host down at the job's end): the
+        rest from the host, the last lines, compressed. Labels in ``skip`` (being
+        followed) are left alone; so is a host that cannot be reached now."""
+        done = []
+        for label in LocalLog.unfinished():
+            if label in skip:
+                continue
+            try:
+                record = self.store.get(label)
+            except SimtuiError:
+                continue
+            log = LocalLog(label)
+            if not record.state.finished or not log.claim():
+                continue
+            try:
+                fields = await self._finish_log(await self.host(record.host), record, log)
+            except SimtuiError:
+                log.close()
+                continue
+            done.append(self._update(label, **fields) if fields else record)
+        return done
+
     @staticmethod
     def _tail(log: LocalLog) -> str | None:
         _, data = log.tail(TAIL_BYTES)

@@ -25,6 +25,7 @@ from simtui.store import Store
 log = logging.getLogger("simtui.server")
 RETRY, RETRY_MAX = 1.0, 30.0  # seconds between attempts to reach a host that is down: one capped backoff
 PLACEMENT_WAIT = 5.0  # seconds placement waits for fresh samples
+FINISH_EVERY = 30  # queue passes between looks for local log copies left unfinished
 
 
 class Topic:
@@ -199,8 +200,12 @@ class Hub:
     async def _queue_loop(self) -> None:
         """Start what may start, and give every running job its follower: each
         interval, and at once when a job ends (its slot is free again)."""
+        passes = 0
         while True:
             try:
+                if passes % FINISH_EVERY == 0:  # at start (after a kill -9), then now and then
+                    await self.engine.finish_copies(skip=set(self.followers))
+                passes += 1
                 await self.engine.schedule()
                 for record in self.engine.active():
                     if record.state is JobState.RUNNING and record.label not in self.followers:

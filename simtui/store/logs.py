@@ -34,6 +34,16 @@ class LocalLog:
         self._file: int | None = None  # the descriptor appends go to
         self._lock: int | None = None  # the descriptor of the held lock file
 
+    @classmethod
+    def unfinished(cls, home: Path | None = None) -> list[str]:
+        """Labels whose local copy is not compressed yet (still being written, or left)."""
+        folder = (home or simtui_home()) / "logs"
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        return sorted(name[: -len(".log")] for name in names if name.endswith(".log"))
+
     def claim(self) -> bool:
         """Become the one process that writes this copy (until close()); False when
         another simtui process already does. Two writers would store bytes twice.
@@ -56,6 +66,11 @@ class LocalLog:
                 self._lock = fd
             else:
                 os.close(fd)  # removed by the writer before us as it let go: try the new one
+        if not self.gz_path.exists():  # a copy begun shows until it is finished (see unfinished())
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            except OSError as err:
+                raise _fault(err, self.path) from None
         return True
 
     def _make_dir(self) -> None:
