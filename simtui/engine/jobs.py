@@ -541,13 +541,9 @@ class Engine:
                        params=old.params)
         return await self.submit(spec, repeat_of=old.label, progress=progress)
 
-    async def reproduce(self, label: str, host: str | None = None, on_data: Callable[[bytes], None] | None = None,
-                        progress: Callable[[int, int], None] | None = None) -> tuple[Record, dict[str, Any]]:
-        """Rerun, wait for the end, compare each output's sha256 with the original's;
-        the verdict (outputs.compare) is kept in the rerun's record."""
-        original = self.store.get(label)
-        rerun = await self.rerun(original.label, host, progress=progress)
-        rerun = await self.follow(rerun.label, on_data, offset=0)
+    def keep_verdict(self, original: Record, rerun: Record) -> tuple[Record, dict[str, Any]]:
+        """Reproduce's end: the rerun's outputs compared with the original's
+        (outputs.compare), the verdict kept in the rerun's record."""
         verdict = outputs.compare(original, rerun)
         return self._update(rerun.label, reproduction=verdict), verdict
 

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from simtui.engine import outputs
 from simtui.engine.project import Project, find_project
 from simtui.errors import SimtuiError
 from simtui.model import JobSpec, Record, to_dict
@@ -90,8 +89,7 @@ class Requests:
         self.hub.wake.set()
         await event({"label": rerun.label})
         finished = Record.from_dict((await self.op_follow(event, rerun.label, 0))["record"])
-        verdict = outputs.compare(original, finished)
-        record = self.engine._update(finished.label, reproduction=verdict)
+        record, verdict = self.engine.keep_verdict(original, finished)
         return {"record": record.to_dict(), "verdict": verdict}
 
     async def op_outputs(self, event: Event, label: str, pull_to: str | None = None) -> dict[str, Any]:
