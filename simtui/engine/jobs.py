@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import posixpath
 import shlex
 import time
@@ -22,7 +23,7 @@ from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
-from simtui.errors import HostError, LaunchError, SimtuiError, UsageError
+from simtui.errors import FileFault, HostError, LaunchError, SimtuiError, UsageError
 from simtui.hosts import Host, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
@@ -34,6 +35,7 @@ from simtui.store.logs import LocalLog
 from simtui.store.records import Store
 from simtui.textsafe import sanitize
 
+logger = logging.getLogger("simtui.engine")
 ACTIVE = (JobState.STARTING, JobState.RUNNING)
 TAIL_LINES = 20
 TAIL_BYTES = 64 * 1024  # enough for the last lines; never read a whole big log for them
@@ -99,11 +101,10 @@ class Engine:
             params_file=plan[1] if plan else None, client=runs.this_client() if starting else None,
         )
         self.store.insert(record)
+        stored = self.store.get(label)
         if self.on_change is not None:
-            self.on_change(self.store.get(label))
-        if not starting:
-            return self.store.get(label)
-        return await self.start(self.store.get(label))
+            self.on_change(stored)
+        return await self.start(stored) if starting else stored
 
     async def _refuse_changes(self, host_name: str, workdir: str) -> None:
         """UsageError naming the changed files when the workdir's checkout is dirty."""
@@ -295,8 +296,6 @@ class Engine:
         prefix of the log and FileFault is raised: the record is not settled here,
         so a later pass finishes it once there is space. The claim is given up
         then, unless ``keep_claim`` (the follower, which tries again itself)."""
-        from simtui.errors import FileFault
-
         try:
             if not log.compressed:
                 async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
@@ -359,10 +358,6 @@ class Engine:
         until there is space. The record's events say where the copy stopped and
         when it caught up; a record that cannot be written waits the same way.
         """
-        import logging
-
-        from simtui.errors import FileFault
-
         log = LocalLog(self.store.resolve(label))
         writer = log.claim()
         pos = log.size() if writer or offset is None else offset  # where the stream resumes
@@ -432,7 +427,7 @@ class Engine:
                         await self.pool.drop(record.host)
                     elif isinstance(err, FileFault) and late is None:  # the record cannot be written: later
                         late = (time.time(), str(err))
-                        logging.getLogger("simtui.engine").warning("%s: its record waits: %s", record.label, err)
+                        logger.warning("%s: its record waits: %s", record.label, err)
                     await asyncio.sleep(next(delays, RECONNECT_BACKOFF[-1]))
         finally:
             log.close()
@@ -442,10 +437,8 @@ class Engine:
         server's log and, where the records can take it, in the record's events."""
         if lag is not None:
             return lag
-        import logging
-
         lag = {"since": time.time(), "at": at, "why": str(err), "noted": False}
-        logging.getLogger("simtui.engine").warning("%s: the local copy of the log waits at byte %d: %s",
+        logger.warning("%s: the local copy of the log waits at byte %d: %s",
                                                    label, at, err)
         with contextlib.suppress(SimtuiError):
             self.store.add_event(label, "log", f"the local copy of the log stopped at byte {at}: {err}")

@@ -74,9 +74,9 @@ async def pull(host: Host, record: Record, dest: Path) -> list[Output]:
     ``dest`` until all arrived; a file there with other content is never replaced."""
     items = recorded(record)
     paths = [inside(item["path"]) for item in items]
-    for path in paths:
+    for item, path in zip(items, paths):
         there = dest / path
-        if there.exists() and not (there.is_file() and hash_file(there) == _sha(items, path)):
+        if there.exists() and not (there.is_file() and hash_file(there) == item.get("sha256")):
             raise UsageError(f"{there} exists already (with other content): pull into another folder")
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".simtui-outputs-", dir=dest))
@@ -87,20 +87,16 @@ async def pull(host: Host, record: Record, dest: Path) -> list[Output]:
         if not result.ok:
             raise SimtuiError(f"{record.host}: pulling the outputs of {record.label} failed: "
                               f"{result.stderr.strip() or 'tar failed'}")
-        return await asyncio.to_thread(_place, items, staging, dest)
+        return await asyncio.to_thread(_place, items, paths, staging, dest)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
 
 
-def _sha(items: list[dict[str, Any]], path: str) -> str | None:
-    return next((item.get("sha256") for item in items if inside(item["path"]) == path), None)
-
-
-def _place(items: list[dict[str, Any]], staging: Path, dest: Path) -> list[Output]:
-    """Move what arrived (regular files only) from ``staging`` into ``dest``."""
+def _place(items: list[dict[str, Any]], paths: list[str], staging: Path, dest: Path) -> list[Output]:
+    """Move what arrived (regular files only) from ``staging`` into ``dest``; ``paths``
+    are the items' paths, checked."""
     done = []
-    for item in items:
-        path = inside(item["path"])
+    for item, path in zip(items, paths):
         got = staging / path
         try:
             regular = stat.S_ISREG(os.lstat(got).st_mode) and got.resolve().is_relative_to(staging.resolve())

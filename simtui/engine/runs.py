@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import posixpath
@@ -141,6 +142,7 @@ async def make_run_folder(host: Host, project_folder: str, label: str, digest: s
 # -- who is starting a job ------------------------------------------------------------------
 
 
+@functools.cache
 def this_client() -> str:
     """This process, as a record ``starting`` names it: host, pid and start time."""
     return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"

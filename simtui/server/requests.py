@@ -138,8 +138,12 @@ class Requests:
             if topic is not None:
                 with topic.subscribe() as queue:
                     held = LocalLog(label).size()  # what the copy holds when live bytes start to queue
-                    if offset < held:
-                        await self._send_all(event, lambda on_data: self._local(label, offset, held, on_data))
+                    at = offset
+                    for chunk in LocalLog(label).chunks(offset) if offset < held else ():
+                        await self._send_bytes(event, chunk[: held - at])
+                        at += len(chunk)
+                        if at >= held:
+                            break
                     offset = max(offset, held)
                     at = held
                     while True:
@@ -157,21 +161,8 @@ class Requests:
             self.hub.wake.set()  # queued or starting: wait for its follower
             with self.hub.jobs.subscribe() as changes:
                 if self.hub.subscribed_log(label) is None:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changes.get(), self.hub.interval)
-                    except TimeoutError:
-                        pass
-
-    async def _local(self, label: str, start: int, end: int, on_data: Callable[[bytes], None]) -> int:
-        at = start
-        for chunk in LocalLog(label).chunks(start):
-            chunk = chunk[: end - at]
-            if chunk:
-                on_data(chunk)
-            at += len(chunk)
-            if at >= end:
-                break
-        return at
 
     async def _send_bytes(self, event: Event, data: bytes) -> None:
         for i in range(0, len(data), DATA_CHUNK):
