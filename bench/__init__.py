@@ -13,4 +13,5 @@ REGISTRY: dict[str, str] = {
     "sync": "bench.sync",
     "server": "bench.server",
     "soak": "bench.soak",
+    "far": "bench.far",
 }

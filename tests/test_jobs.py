@@ -116,7 +116,7 @@ def test_rerun_makes_a_new_record_that_repeats_the_old(quick_config):
 def test_a_job_end_is_in_the_records_with_no_other_command(quick_config, lab):
     proc = simtui("run", "--host", "h0", "--", "sh", "-c", "echo quiet; exit 4", config=quick_config)
     label = proc.stdout.strip()
-    assert show(label, quick_config)["state"] == "running"
+    assert show(label, quick_config)["state"] in ("running", "failed")  # the server's follower may be done
     # the job ends (its stdin is /dev/null) while no simtui command runs: the server settles it
     record = wait_for(lambda: (r := show(label, quick_config))["state"] != "running" and r["log_tail"] and r,
                       timeout=30, what="the record to show the end")  # `show` only reads the database

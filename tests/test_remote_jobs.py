@@ -49,18 +49,23 @@ async def test_argv_reaches_the_job_exactly_and_exit_code_is_kept(host):
     script = "import json, sys; print(json.dumps(sys.argv[1:])); sys.exit(3)"
     pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["python3", "-c", script, *TRICKY])).pid
     assert pid > 1
-    log = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid)])
+    follower = jobs.Follower(host, host.spec.jobs_dir, label, pid)
+    log = b"".join([c async for c in follower])
     assert json.loads(log) == TRICKY
     job = await finished(host, label)
     assert job.exit_code == 3 and job.log_size == len(log) and not job.vanished
+    # The follower's last word is what the job's folder says, read with the log.
+    assert follower.ended.exit_code == 3 and follower.ended.log_size == len(log)
+    assert follower.ended.ended == pytest.approx(job.ended, abs=0.01)
 
 
 async def test_follow_resumes_from_an_offset(host):
     label = new_label()
     pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["printf", "0123456789"])).pid
     await finished(host, label)
-    tail = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid, offset=4)])
-    assert tail == b"456789"
+    follower = jobs.Follower(host, host.spec.jobs_dir, label, pid, offset=4)
+    assert b"".join([c async for c in follower]) == b"456789"
+    assert follower.ended.log_size == 10
 
 
 @pytest.mark.parametrize("trap,grace,exit_code", [
@@ -100,7 +105,7 @@ async def test_the_job_runs_in_its_workdir_away_from_the_jobs_dir(host, tmp_path
     label = new_label()
     workdir = "/tmp" if host.spec.kind.value == "ssh" else str(tmp_path)
     pid = (await jobs.launch(host, host.spec.jobs_dir, label, ["pwd"], workdir=workdir)).pid
-    log = b"".join([c async for c in jobs.follow(host, host.spec.jobs_dir, label, pid)])
+    log = b"".join([c async for c in jobs.Follower(host, host.spec.jobs_dir, label, pid)])
     assert log.decode().strip() == workdir
     assert (await finished(host, label)).exit_code == 0
 

@@ -23,11 +23,11 @@ from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
-from simtui.errors import FileFault, HostError, LaunchError, SimtuiError, UsageError
+from simtui.errors import FileFault, HostDisconnected, HostError, LaunchError, SimtuiError, UsageError
 from simtui.hosts import Host, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
-from simtui.hosts.probe import install_agent
+from simtui.hosts.probe import forget_agent, install_agent
 from simtui.model import LOCAL, JobSpec, JobState, Needs, Record
 from simtui.provenance import make_label
 from simtui.secret import mask
@@ -162,11 +162,8 @@ class Engine:
             if spec and spec.tree:
                 await runs.make_run_folder(host, home_relative(runs.project_folder(record.workdir)), label, spec.tree)
             started = time.time()
-            launched = await remote.launch(
-                host, record.jobs_dir, label, record.argv, record.workdir or ".", await self._capture(host, record),
-                record.venv, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
-                share=host.spec.share,
-            )
+            host, launched = await self._launch(host, record, own_dir=bool(spec and spec.tree),
+                                                params=plan[0] if plan else None)
         except remote.AlreadyLaunched:
             return await self._settle_orphan(host, self.store.get(label))
         except SimtuiError as err:
@@ -186,6 +183,26 @@ class Engine:
         if self.store.get(label).state is not JobState.KILLED:  # a kill that came meanwhile stands
             fields["state"] = JobState.RUNNING
         return self._update(label, **fields)
+
+    async def _launch(self, host: Host, record: Record, **options: Any) -> tuple[Host, remote.Launched]:
+        """remote.launch, once more where the connection turned out to be gone (a
+        new one is dialled: the pid file makes a second launch of one label safe,
+        see AlreadyLaunched) or the agent was removed from the host meanwhile."""
+        for attempt in (1, 2):
+            try:
+                return host, await remote.launch(
+                    host, record.jobs_dir, record.label, record.argv, record.workdir or ".",
+                    await self._capture(host, record), record.venv, share=host.spec.share, **options)
+            except remote.AgentGone:
+                if attempt == 2:
+                    raise
+                forget_agent(host)
+            except HostDisconnected:
+                if attempt == 2:
+                    raise
+                await self.pool.drop(record.host)
+                host = await self.host(record.host)
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _capture(host: Host, record: Record) -> remote.Capture | None:
@@ -244,10 +261,13 @@ class Engine:
         return self._update(record.label, state=JobState.RUNNING, pid=pid, pid_start=pid_start,
                             started=record.started or record.created, client=None)
 
-    async def _take_provenance(self, host: Host, record: Record, *, final: bool = False) -> Record:
+    async def _take_provenance(self, host: Host, record: Record, *, final: bool = False,
+                               found: dict[str, dict] | None = None) -> Record:
         """Copy what the wrapper captured on the host (meta.json at start; peak.json
-        and outputs.json at the end, with ``final``) into the record."""
-        found = await remote.provenance(host, record.jobs_dir, record.label)
+        and outputs.json at the end, with ``final``) into the record; ``found``:
+        already read (see remote.provenance)."""
+        if found is None:
+            found = await remote.provenance(host, record.jobs_dir, record.label)
         fields: dict[str, Any] = {}
         if "meta" in found and record.environment is None:
             meta = found["meta"]
@@ -263,8 +283,10 @@ class Engine:
                 fields["outputs"] = found["outputs"].get("outputs", [])
         return self._update(record.label, **fields) if fields else record
 
-    async def _settle(self, host: Host, record: Record, job: remote.RemoteJob) -> Record:
-        """Finish the record of a job whose processes are gone: exit code, or lost.
+    async def _settle(self, host: Host, record: Record, job: remote.RemoteJob,
+                      found: dict[str, dict] | None = None) -> Record:
+        """Finish the record of a job whose processes are gone: exit code, or lost
+        (``found``: its provenance files, already read).
 
         The rest of its log is copied and the local copy compressed, unless another
         simtui process is writing that copy (it will finish it)."""
@@ -279,7 +301,7 @@ class Engine:
         elif record.state is not JobState.KILLED:
             fields["state"] = JobState.SUCCEEDED if job.exit_code == 0 else JobState.FAILED
             fields["exit_code"] = job.exit_code
-        record = await self._take_provenance(host, record, final=True)
+        record = await self._take_provenance(host, record, final=True, found=found)
         log = LocalLog(record.label)
         if log.claim():  # else its follower finishes the copy
             fields.update(await self._finish_log(host, record, log))
@@ -288,16 +310,18 @@ class Engine:
         return self._update(record.label, **fields)
 
     async def _finish_log(self, host: Host, record: Record, log: LocalLog, *,
-                          keep_claim: bool = False) -> dict[str, Any]:
+                          keep_claim: bool = False, end_size: int | None = None) -> dict[str, Any]:
         """The rest of a finished job's log into the local copy (claimed by the
-        caller), its last lines for the record, then the copy compressed.
+        caller), its last lines for the record, then the copy compressed. With
+        ``end_size`` (the log's size at the end) a copy that has it all is not
+        read again from the host.
 
         Where the copy cannot be stored (NoSpace: a full disk) it stays a true
         prefix of the log and FileFault is raised: the record is not settled here,
         so a later pass finishes it once there is space. The claim is given up
         then, unless ``keep_claim`` (the follower, which tries again itself)."""
         try:
-            if not log.compressed:
+            if not log.compressed and (end_size is None or log.size() < end_size):
                 async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
                     log.append(chunk)
             tail = self._tail(log)
@@ -370,6 +394,7 @@ class Engine:
         lag: dict[str, Any] | None = None  # since when, from which byte and why the copy waits
         late: tuple[float, str] | None = None  # since when and why the record could not be written
         storing = writer
+        end_size: int | None = None  # the log's size at the job's end, when its follower said so
         try:
             while True:
                 if writer and not storing:  # the copy lags: this pass fetches what it lacks
@@ -380,7 +405,7 @@ class Engine:
                         try:
                             with contextlib.suppress(HostError):
                                 fields = await self._finish_log(await self.host(record.host), record, log,
-                                                                keep_claim=True)
+                                                                keep_claim=True, end_size=end_size)
                                 record = self._update(record.label, **fields) if fields else record
                         except FileFault as err:  # still no space: keep the claim, try again
                             lag = self._log_lags(record.label, lag, log.size(), err)
@@ -392,7 +417,7 @@ class Engine:
                         with contextlib.suppress(SimtuiError):
                             self.store.add_event(record.label, "late", f"the record could not be written for "
                                                  f"{time.time() - late[0]:.0f}s: {late[1]}")
-                    if on_data:
+                    if on_data and (end_size is None or max(pos, shown) < end_size):
                         await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
                 try:
@@ -400,27 +425,33 @@ class Engine:
                         await self.schedule()
                         raise _NotYet
                     host = await self.host(record.host)
-                    # Catch up in bulk (`tail -F` reads in small pieces), then follow live.
-                    catch_up = lambda at: remote.read(host, record.jobs_dir, record.label, at)  # noqa: E731
-                    live = lambda at: remote.follow(  # noqa: E731
-                        host, record.jobs_dir, record.label, record.pid, at, record.pid_start)
-                    for stream in (catch_up, live):
-                        async for chunk in stream(pos):
-                            if storing:
-                                try:
-                                    log.append(chunk)  # all or nothing: the copy stays a true prefix
-                                except FileFault as err:
-                                    storing = False
-                                    lag = self._log_lags(record.label, lag, pos, err)
-                                else:
-                                    if lag is not None and "until" not in lag and pos + len(chunk) >= shown:
-                                        lag["until"] = time.time()  # whole again up to what was passed on
-                            if on_data and pos + len(chunk) > shown:
-                                on_data(chunk[max(shown - pos, 0):])
-                            pos += len(chunk)
+                    live = remote.Follower(host, record.jobs_dir, record.label, record.pid, pos, record.pid_start)
+                    async for chunk in live:
+                        if storing:
+                            try:
+                                log.append(chunk)  # all or nothing: the copy stays a true prefix
+                            except FileFault as err:
+                                storing = False
+                                lag = self._log_lags(record.label, lag, pos, err)
+                            else:
+                                if lag is not None and "until" not in lag and pos + len(chunk) >= shown:
+                                    lag["until"] = time.time()  # whole again up to what was passed on
+                        if on_data and pos + len(chunk) > shown:
+                            on_data(chunk[max(shown - pos, 0):])
+                        pos += len(chunk)
                     # The stream ended: the job is over (its copy is finished above), or the
-                    # connection dropped.
-                    await self._reconcile(host)
+                    # connection dropped. The follower's last word settles the record with no
+                    # further round trip; without it, the job's folder is read again.
+                    ended = live.ended
+                    if ended is not None and ended.exit_code is not None:
+                        end_size = ended.log_size
+                        record = self.store.get(record.label)
+                        if not record.state.finished:
+                            await self._settle(host, record, remote.RemoteJob(
+                                record.label, record.pid, False, ended.exit_code, ended.log_size, ended.ended,
+                                record.pid_start), ended.provenance)
+                    else:
+                        await self._reconcile(host)
                     delays = iter(RECONNECT_BACKOFF)
                 except (HostError, _NotYet, FileFault) as err:
                     if isinstance(err, HostError):

@@ -7,6 +7,7 @@ import shlex
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simtui.errors import CommandFailed
 from simtui.model import HostFacts, HostSpec, ProcessInfo, Sample
@@ -147,6 +148,9 @@ class Host(abc.ABC):
 
     def __init__(self, spec: HostSpec) -> None:
         self.spec = spec
+        # What this connection has learned of its host (where the agent is, ...),
+        # so that it costs no round trip again; forgotten when it dials again.
+        self.known: dict[str, Any] = {}
 
     @property
     def name(self) -> str:

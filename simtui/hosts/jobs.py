@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -107,6 +108,7 @@ job_umask=$(umask)
 [ "$share" = share ] || umask 077
 case $d in /*) ;; *) d=$PWD/$d ;; esac  # relative to home: keep them so after the cd
 case $prov in ""|/*) ;; *) prov=$PWD/$prov ;; esac
+[ -z "$prov" ] || [ -f "$prov" ] || { echo "the agent is gone: no $prov" >&2; exit 97; }
 mkdir -p "$d" || exit 90
 if [ "$share" != share ]; then  # no other user lists or reads the jobs (a shared /tmp-like parent is left alone)
     chmod 700 "$d" || exit 90
@@ -301,8 +303,13 @@ class AlreadyLaunched(LaunchFailed):
     """The job folder shows an earlier launch of this label (one whose answer was lost)."""
 
 
+class AgentGone(LaunchFailed):
+    """provenance.py is no longer where the agent was installed (install it again)."""
+
+
 USER_FIXABLE = {91, 94}  # workdir, virtual environment missing
 IN_USE = 92  # the job folder has a pid file: launched before
+AGENT_GONE = 97
 
 
 async def launch(
@@ -327,7 +334,8 @@ async def launch(
         why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
         if result.exit_status in USER_FIXABLE:
             raise LaunchRefused(f"{host.name}: {why}")
-        raise (AlreadyLaunched if result.exit_status == IN_USE else LaunchFailed)(host.name, why)
+        failure = {IN_USE: AlreadyLaunched, AGENT_GONE: AgentGone}.get(result.exit_status, LaunchFailed)
+        raise failure(host.name, why)
     pid, start, run_dir, cwd, outputs_root, params_path = result.stdout.split("\0")[-7:-1]
     return Launched(int(pid.split()[-1]), int(start) if start.isdigit() else None, run_dir, cwd,
                     posixpath.normpath(outputs_root),
@@ -407,16 +415,21 @@ def _log(jobs_dir: str, label: str) -> str:
     return posixpath.join(job_dir(jobs_dir, label), "out.log")
 
 
-# $1 = log, $2 = offset, $3 = exit file, $4 = the job's pid, $5 = its start time ("-":
-# unknown). Prints the log from the offset until the exit file appears (or that
-# process is gone: no such pid, a zombie, or another process's), then what the
-# log got before: nothing written before the end is missed. It notices the end
+# $1 = log, $2 = offset, $3 = the job's folder, $4 = the job's pid, $5 = its start
+# time ("-": unknown). Prints the log from the offset until the exit file appears
+# (or that process is gone: no such pid, a zombie, or another process's), then what
+# the log got before: nothing written before the end is missed. It notices the end
 # within 50 ms, where ``tail --pid`` waits for the job's zombie to be reaped (by an
-# init that may take seconds). It ends when its stdin closes (the caller stopped).
+# init that may take seconds). Framed (see Follower): "F", then "D" + 4-byte length
+# + log bytes, and last "E" + length + one JSON object: what the job's folder says
+# at the end (exit code, when, the log's size, the provenance files), so that the
+# caller settles the record with no further round trip. It ends when its stdin
+# closes (the caller stopped).
 FOLLOW_PY = r"""
-import os, select, sys
-log, offset, exit_file, pid, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+import json, os, select, struct, sys
+log, offset, d, pid, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 out = sys.stdout.buffer
+exit_file = os.path.join(d, "exit")
 
 
 def gone():
@@ -434,6 +447,29 @@ def gone():
         return False
 
 
+def frame(kind, data):
+    out.write(kind + struct.pack(">I", len(data)))
+    out.write(data)
+
+
+def end():
+    found = {"size": os.path.getsize(log) if os.path.exists(log) else 0}
+    try:
+        with open(exit_file) as f:
+            found["exit"] = f.read().strip()
+        found["ended"] = os.stat(exit_file).st_mtime
+    except OSError:
+        pass
+    for name in ("meta", "peak", "outputs"):
+        try:
+            with open(os.path.join(d, name + ".json")) as f:
+                found[name] = json.load(f)
+        except (OSError, ValueError):
+            pass
+    return json.dumps(found).encode()
+
+
+out.write(b"F")
 source = None
 while True:
     done = os.path.exists(exit_file) or gone()
@@ -447,24 +483,89 @@ while True:
         data = source.read(1 << 20)
         if not data:
             break
-        out.write(data)
+        frame(b"D", data)
         out.flush()
     if done:
+        frame(b"E", end())
+        out.flush()
         break
     if select.select([0], [], [], 0.05)[0] and not os.read(0, 1024):
         break
 """
-# The same with python3 where the host has it, else ``tail -F --pid``.
+# The same with python3 where the host has it, else ``tail -F --pid`` unframed ("R").
 FOLLOW = r"""
-log=$1 offset=$2 exit=$3 pid=$4 start=$5 script=$6
-command -v python3 >/dev/null 2>&1 && exec python3 -S -c "$script" "$log" "$offset" "$exit" "$pid" "$start"
+log=$1 offset=$2 d=$3 pid=$4 start=$5 script=$6
+command -v python3 >/dev/null 2>&1 && exec python3 -S -c "$script" "$log" "$offset" "$d" "$pid" "$start"
+printf R
 exec tail -c +$((offset + 1)) -F -s 0.2 --pid="$pid" "$log"
 """
 
 
-def follow(host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0,
-           pid_start: int | None = None) -> AsyncIterator[bytes]:
-    """The log from byte ``offset`` on, live, until the job has ended (see FOLLOW_PY)."""
-    d = job_dir(jobs_dir, label)
-    return host.stream(_sh(FOLLOW, _log(jobs_dir, label), str(offset), posixpath.join(d, "exit"), str(pid),
-                           str(pid_start) if pid_start is not None else "-", FOLLOW_PY))
+FRAME_HEAD = struct.Struct(">cI")  # a frame's kind and length
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What a job's folder said as its follower saw the job end."""
+
+    exit_code: int | None  # None: its processes are gone and it left no exit file
+    ended: float | None
+    log_size: int
+    provenance: dict[str, dict]  # as provenance() returns it
+
+
+class Follower:
+    """The log of one job from byte ``offset`` on, live, until the job has ended
+    (see FOLLOW_PY): iterate it for the bytes; then ``ended`` holds what the job's
+    folder said at its end, or None where the stream was cut (or the host has no
+    python3)."""
+
+    def __init__(self, host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0,
+                 pid_start: int | None = None) -> None:
+        d = job_dir(jobs_dir, label)
+        self._argv = _sh(FOLLOW, _log(jobs_dir, label), str(offset), d, str(pid),
+                         str(pid_start) if pid_start is not None else "-", FOLLOW_PY)
+        self._host = host
+        self.ended: Ended | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """The log's bytes as they arrive: a frame's data is passed on piece by
+        piece, never held back until the whole frame is there."""
+        head = b""  # a frame's header, while it is incomplete
+        kind, left = b"", 0  # the frame being read and how many of its bytes are still to come
+        trailer = bytearray()
+        framed: bool | None = None
+        async for chunk in self._host.stream(self._argv):
+            if framed is None:
+                framed, chunk = chunk[:1] == b"F", chunk[1:]
+            if not framed:
+                yield chunk
+                continue
+            at = 0
+            while at < len(chunk):
+                if not left:
+                    need = FRAME_HEAD.size - len(head)
+                    head, at = head + chunk[at:at + need], at + need
+                    if len(head) == FRAME_HEAD.size:
+                        kind, left = FRAME_HEAD.unpack(head)
+                        head = b""
+                    continue
+                piece = chunk[at:at + left]
+                at, left = at + len(piece), left - len(piece)
+                if kind == b"D":
+                    yield piece
+                    continue
+                trailer += piece
+                if not left:
+                    self.ended = _ended(bytes(trailer))
+                    return
+
+
+def _ended(data: bytes) -> Ended | None:
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return None
+    code = str(found.get("exit", ""))
+    return Ended(int(code) if code.lstrip("-").isdigit() else None, found.get("ended"), int(found.get("size", 0)),
+                 {name: found[name] for name in ("meta", "peak", "outputs") if isinstance(found.get(name), dict)})

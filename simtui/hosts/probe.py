@@ -109,7 +109,18 @@ def agent_bundle() -> tuple[str, tuple[Path, ...]]:
 
 async def install_agent(host: Host) -> str | None:
     """The agent's path on the host, uploaded first if this version is not there;
-    None when the host has no python3."""
+    None when the host has no python3. Checked once per connection (``host.known``):
+    forget_agent() where it turned out to be gone."""
+    if "agent" not in host.known:
+        host.known["agent"] = await _install_agent(host)
+    return host.known["agent"]
+
+
+def forget_agent(host: Host) -> None:
+    host.known.pop("agent", None)
+
+
+async def _install_agent(host: Host) -> str | None:
     digest, files = agent_bundle()
     folder = f"{home_relative(host.spec.cache_dir)}/agent-{digest}"
     targets = [f"{folder}/{file.name}" for file in files]

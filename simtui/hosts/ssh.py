@@ -85,6 +85,7 @@ class SshHost(Host):
         if self.connected:
             return
         await self.close()  # a dropped connection: forget it before dialling again
+        self.known.clear()
         options = self._options()
         port = options.pop("port", ())
         try:

@@ -1,0 +1,139 @@
+"""Far hosts: round trips per operation, through a delay proxy on loopback.
+
+Users' hosts sit 20-150 ms away, where every round trip shows. One sshd host is
+reached twice: directly ("near") and through bench/delay.py's relay, which holds
+each chunk ``--delay`` seconds each way ("far"). An operation's round trips are
+(far median - near median) / (2 * delay). Rows, each beside OpenSSH's:
+
+- ``ssh true``: a new OpenSSH process (handshake, auth, one command): the anchor;
+- ``run``: a whole ``simtui run --host H -- true`` (the server up, its connection warm);
+- ``run --follow``: the same with ``--follow`` (a job that ends at once);
+- ``hosts``: a whole ``simtui hosts`` (facts and one sample of the host);
+- ``reconnect``: the connection cut (the proxy drops it), then ``simtui run``:
+  what that run costs above a warm one.
+
+Targets (warm connection): a launch <= 2 round trips, a follow of a job that ends
+at once <= 3 more, a reconnect <= the SSH handshake + 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Timings, arguments, measure, sshd_lab
+from bench.delay import delayed
+from bench.server import serving, simtui
+
+TARGETS = {"run": 2, "run --follow": 5}  # a launch 2, its follow 3 more
+
+
+def far_config(lab, host, proxy_port: int, root: Path) -> Path:
+    """Hosts "near" (direct) and "far" (through the proxy), its own known_hosts."""
+    known = root / "known_hosts_far"
+    known.write_text(f"[127.0.0.1]:{proxy_port} {lab.host_key_line(host)}\n"
+                     f"[{host.address}]:{host.port} {lab.host_key_line(host)}\n")
+    config = root / "far.toml"
+    config.write_text("".join(
+        f'[[hosts]]\nname = "{name}"\naddress = "{address}"\nport = {port}\nuser = "{host.user}"\n'
+        f'identity = "{lab.client_key}"\nknown_hosts = "{known}"\nssh_config = "{lab.ssh_config}"\n'
+        f'jobs_dir = ".simtui-bench-far/jobs"\n\n'
+        for name, address, port in (("near", host.address, host.port), ("far", "127.0.0.1", proxy_port))))
+    return config
+
+
+def openssh_to(lab, known: Path, address: str, port: int, user: str) -> list[str]:
+    return ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-i", str(lab.client_key),
+            "-o", f"UserKnownHostsFile={known}", "-p", str(port), f"{user}@{address}", "true"]
+
+
+def trips(near: Timings, far: Timings, delay: float) -> float:
+    return (far.median - near.median) / (2 * delay)
+
+
+def row(what: str, near: Timings, far: Timings, delay: float, anchor: float | None = None) -> str:
+    count = trips(near, far, delay)
+    ratio = f"  {count / anchor:5.2f}x ssh true's" if anchor else ""
+    return (f"{what:<34} near {near.median * 1000:7.1f} ms  far {far.median * 1000:7.1f} ms  "
+            f"+{(far.median - near.median) * 1000:6.0f} ms = {count:4.1f} round trips{ratio}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments("far", __doc__)
+    parser.add_argument("--delay", type=float, default=0.025, help="seconds the proxy holds a chunk, each way")
+    parser.add_argument("--reps", type=int, default=9, help="whole processes per case and distance")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: every row, few repetitions")
+    options = parser.parse_args(argv)
+    reps = 2 if options.smoke else options.reps
+    saved = os.environ.get("SIMTUI_HOME")
+    with tempfile.TemporaryDirectory(prefix="simtui-bench-far-") as tmp, sshd_lab(1, first_address=90) as lab:
+        root = Path(tmp)
+        os.environ["SIMTUI_HOME"] = str(root / "home")
+        host = lab.hosts[0]
+        try:
+            with delayed(host.address, host.port, options.delay) as proxy:
+                config = far_config(lab, host, proxy.port, root)
+                known = root / "known_hosts_far"
+                print(f"one sshd host, reached directly and through a relay holding each chunk "
+                      f"{options.delay * 1000:.0f} ms each way ({options.delay * 2000:.0f} ms round trip); "
+                      f"{reps} reps", flush=True)
+
+                def timed(label: str, fn) -> Timings:
+                    return asyncio.run(measure(label, fn, reps))
+
+                def ssh(address: str, port: int):
+                    argv = openssh_to(lab, known, address, port, host.user)
+                    return lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+                                                  stdout=subprocess.DEVNULL)
+
+                anchor_near = timed("ssh true near", ssh(host.address, host.port))
+                anchor_far = timed("ssh true far", ssh("127.0.0.1", proxy.port))
+                anchor = trips(anchor_near, anchor_far, options.delay)
+                print(row("ssh true (new process)", anchor_near, anchor_far, options.delay), flush=True)
+                scratch = root / "scratch"
+                scratch.mkdir()
+                cases = {
+                    "run": lambda name: ("run", "--host", name, "--", "true"),
+                    "run --follow": lambda name: ("run", "--host", name, "--follow", "--", "true"),
+                    "hosts": lambda name: ("hosts", name),
+                }
+                got: dict[str, float] = {}
+                with serving(config, root / "home"):
+                    for name in ("near", "far"):
+                        simtui(config, "run", "--host", name, "--", "true", cwd=scratch)  # connections warm
+                    for case, args in cases.items():
+                        near = timed(f"{case} near", lambda: simtui(config, *args("near"), cwd=scratch))
+                        far = timed(f"{case} far", lambda: simtui(config, *args("far"), cwd=scratch))
+                        got[case] = trips(near, far, options.delay)
+                        print(row(f"simtui {case}", near, far, options.delay, anchor), flush=True)
+                    warm = timed("run far, warm", lambda: simtui(config, *cases["run"]("far"), cwd=scratch))
+                    cold = []
+                    for _ in range(reps):
+                        proxy.drop_all()
+                        start = time.perf_counter()
+                        simtui(config, *cases["run"]("far"), cwd=scratch)
+                        cold.append(time.perf_counter() - start)
+                    extra = (statistics.median(cold) - warm.median) / (2 * options.delay)
+                    print(f"{'simtui reconnect (then run)':<34} +{(statistics.median(cold) - warm.median) * 1000:6.0f} "
+                          f"ms above a warm run = {extra:4.1f} round trips  "
+                          f"(ssh true: {anchor:.1f} = handshake + command)", flush=True)
+                subprocess.run([*openssh_to(lab, known, host.address, host.port, host.user)[:-1],
+                                "rm -rf .simtui-bench-far"], check=True, stdin=subprocess.DEVNULL)  # what the runs left
+                print("targets (round trips over a warm connection):")
+                for case, target in TARGETS.items():
+                    print(f"  {case}: <= {target}: {got[case]:.1f}  {'met' if got[case] <= target + 0.5 else 'missed'}")
+        finally:
+            if saved is None:
+                os.environ.pop("SIMTUI_HOME", None)
+            else:
+                os.environ["SIMTUI_HOME"] = saved
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
