@@ -19,6 +19,7 @@ at once <= 3 more, a reconnect <= the SSH handshake + 2.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -51,6 +52,15 @@ def far_config(lab, host, proxy_port: int, root: Path) -> Path:
 def openssh_to(lab, known: Path, address: str, port: int, user: str) -> list[str]:
     return ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-i", str(lab.client_key),
             "-o", f"UserKnownHostsFile={known}", "-p", str(port), f"{user}@{address}", "true"]
+
+
+def quiet(config: Path, cwd: Path, timeout: float = 30.0) -> None:
+    """Wait until no job of this bench is starting or running (each settled by the server)."""
+    deadline = time.monotonic() + timeout
+    while any(json.loads(simtui(config, "list", "--state", state, "--json", cwd=cwd)) for state in ("starting", "running")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still running after {timeout:g} s")
+        time.sleep(0.1)
 
 
 def trips(near: Timings, far: Timings, delay: float) -> float:
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                     warm = timed("run far, warm", lambda: simtui(config, *cases["run"]("far"), cwd=scratch))
                     cold = []
                     for _ in range(reps):
+                        quiet(config, scratch)  # the reconnect alone: no job left to settle
                         proxy.drop_all()
                         start = time.perf_counter()
                         simtui(config, *cases["run"]("far"), cwd=scratch)
