@@ -1,9 +1,11 @@
 """Server: what going through the long-lived local server costs, on real sshd.
 
 1. launch: a whole ``simtui run --host H -- true`` process (the server already up
-   and its connection to H warm) against ``ssh ... H 'setsid nohup true >/dev/null
-   2>&1 &'`` multiplexed over an established ControlMaster, OpenSSH's cheapest
-   warm launch. Target: <= 1.5x.
+   and its connection to H warm) against a new ``ssh H 'setsid nohup true
+   >/dev/null 2>&1 &'`` process (target <= 1.5x) and the same multiplexed over an
+   established ControlMaster, OpenSSH's cheapest warm launch; a whole ``simtui run
+   --host H --follow -- true`` against ``ssh H true``; and how long after the job's
+   exit file appears ``run --follow`` returns (target 100 ms).
 2. follow: a whole ``simtui run --host local --follow -- true`` process, median and
    p90. Target: median < 300 ms. Runs from a scratch folder (no git checkout: the
    cost of git provenance is the records bench's).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -39,9 +42,11 @@ from bench.ssh import openssh
 
 LAUNCH_TARGET = 1.5  # simtui run / ssh over a ControlMaster
 FOLLOW_TARGET = 0.300  # seconds, median of a whole `simtui run --follow -- true` on local
+LAG_TARGET = 0.100  # seconds from the job's exit file to `simtui run --follow` returning
 CPU_TARGET = 10.0  # % of one core
 CPU_TARGET_HOSTS = 50
 DEFAULT_HOSTS = (8, CPU_TARGET_HOSTS)
+BENCH_JOBS = ".simtui-bench-server/jobs"  # on each host, under home
 
 
 def simtui(config: Path, *args: str, cwd: Path | None = None) -> str:
@@ -96,41 +101,63 @@ def serving(config: Path, home: Path) -> Iterator[int]:
 
 
 def write_config(path: Path, lab, hosts, interval: float | None = None) -> Path:
-    head = f"[defaults]\ninterval = {interval}\n\n" if interval is not None else ""
-    path.write_text(head + lab.config_toml(hosts=hosts))
+    """The lab's ``hosts``, their jobs in a folder of this bench's (removed at the end)."""
+    head = f"[defaults]\njobs_dir = \"{BENCH_JOBS}\"\n" + (f"interval = {interval}\n" if interval is not None else "")
+    path.write_text(head + "\n" + lab.config_toml(hosts=hosts))
     return path
 
 
-# -- 1. launch ---------------------------------------------------------------------------
+# -- 1. launch and follow ------------------------------------------------------------------
 
 
-def launch(lab, home: Path, reps: int) -> tuple[Timings, Timings]:
+def launch(lab, home: Path, reps: int) -> dict[str, Timings]:
+    """Whole ``simtui run`` processes on H (the server up, its connection warm), and
+    their OpenSSH anchors: a new ``ssh`` process, and one over a ControlMaster."""
     host = lab.hosts[0]
     config = write_config(home / "config-launch.toml", lab, [host])
-    remote = "setsid nohup true >/dev/null 2>&1 &"
+    scratch = home / "scratch"
+    scratch.mkdir(exist_ok=True)
+    detached = "setsid nohup true >/dev/null 2>&1 &"
+    got: dict[str, Timings] = {}
+
+    def ssh(*argv: str):
+        return lambda: subprocess.run([*argv], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def timed(label: str, fn) -> Timings:
+        got[label] = asyncio.run(measure(label, fn, reps))
+        return got[label]
+
     with tempfile.TemporaryDirectory(prefix="simtui-bench-cm-") as tmp:
         control = ("-o", f"ControlPath={Path(tmp) / 'cm'}")
-        mux = (*control, "-o", "ControlMaster=auto", "-o", "ControlPersist=60")
         # -f: returns once the master is authenticated and its socket listens.
         subprocess.run(openssh(host, *control, "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-f", "-N"),
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
-            ssh_argv = [*openssh(host, *mux), remote]
             with serving(config, home):
-                simtui(config, "run", "--host", host.name, "--", "true")  # warm-up: the connection is up
-                ours = asyncio.run(measure(f"simtui run --host {host.name} -- true",
-                                           lambda: simtui(config, "run", "--host", host.name, "--", "true"), reps))
-            theirs = asyncio.run(measure("ssh mux 'setsid nohup true &'", lambda: subprocess.run(
-                ssh_argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL), reps))
+                simtui(config, "run", "--host", host.name, "--", "true", cwd=scratch)  # warm-up: the connection is up
+                timed("simtui run", lambda: simtui(config, "run", "--host", host.name, "--", "true", cwd=scratch))
+                timed("simtui run --follow", lambda: simtui(config, "run", "--host", host.name, "--follow", "--",
+                                                            "true", cwd=scratch))
+                lags = []
+
+                def follow_and_lag() -> None:
+                    record = json.loads(simtui(config, "run", "--host", host.name, "--follow", "--json", "--",
+                                               "sh", "-c", "sleep 0.3", cwd=scratch))
+                    lags.append(time.time() - record["ended"])
+
+                asyncio.run(measure("follow lag", follow_and_lag, reps))
+                got["lag"] = Timings("--follow returns after the exit file", tuple(lags))
+            timed("ssh setsid nohup", ssh(*openssh(host), detached))
+            timed("ssh mux setsid nohup", ssh(*openssh(host, *control), detached))
+            timed("ssh true", ssh(*openssh(host), "true"))
         finally:
             subprocess.run(openssh(host, *control, "-O", "exit"), check=False, capture_output=True)
-    return ours, theirs
-
-
-# -- 2. follow ---------------------------------------------------------------------------
+            subprocess.run([*openssh(host), "rm -rf .simtui-bench-server"], check=False, capture_output=True)
+    return got
 
 
 def follow(lab, home: Path, reps: int) -> Timings:
+    """A whole ``simtui run --host local --follow -- true`` from a scratch folder."""
     config = write_config(home / "config-follow.toml", lab, [lab.hosts[0]])
     scratch = home / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -225,7 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hosts", type=int, default=None,
                         help=f"sshd hosts for the CPU part (default: runs of {' and '.join(map(str, DEFAULT_HOSTS))})")
     parser.add_argument("--seconds", type=float, default=20.0, help="CPU window per host count")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: every row, 2 reps, 2 hosts, 2 s")
     options = parser.parse_args(argv)
+    if options.smoke:
+        options.reps, options.hosts, options.seconds = 2, 2, 2.0
     counts = (options.hosts,) if options.hosts else DEFAULT_HOSTS
     if min(counts) < 1 or options.reps < 1 or options.seconds <= 0:
         parser.error("--hosts, --reps and --seconds must be positive")
@@ -238,11 +268,14 @@ def main(argv: list[str] | None = None) -> None:
         try:
             print(f"{len(lab.hosts)} sshd hosts on 127.0.0.60+ ({time.perf_counter() - started:.1f} s to start); "
                   f"{options.reps} reps; CPU window {options.seconds:g} s", flush=True)
-            ours, theirs = launch(lab, home, options.reps)
-            print(ours.line())
-            print(theirs.line())
-            launch_ratio = ours.median / theirs.median
-            print(ratio_line("launch: simtui run / ssh mux setsid nohup", ours, theirs), flush=True)
+            got = launch(lab, home, options.reps)
+            for timing in got.values():
+                print(timing.line())
+            rows = [("run --host H -- true / ssh H 'setsid nohup true'", "simtui run", "ssh setsid nohup"),
+                    ("run --host H -- true / the same over a ControlMaster", "simtui run", "ssh mux setsid nohup"),
+                    ("run --host H --follow -- true / ssh H true", "simtui run --follow", "ssh true")]
+            for what, ours, theirs in rows:
+                print(ratio_line(what, got[ours], got[theirs]), flush=True)
             followed = follow(lab, home, options.reps)
             print(followed.line(), flush=True)
             cpu = {count: server_cpu(lab, home, count, options.seconds) for count in counts}
@@ -251,10 +284,17 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("SIMTUI_HOME", None)
             else:
                 os.environ["SIMTUI_HOME"] = saved
+            for host in lab.hosts:  # what the jobs left on the hosts
+                subprocess.run([*openssh(host), f"rm -rf {BENCH_JOBS.split('/')[0]}"], check=False,
+                               capture_output=True)
 
+    launch_ratio = got["simtui run"].median / got["ssh setsid nohup"].median
+    lag = got["lag"]
     print("targets:")
-    print(f"  launch: simtui run / ssh over a ControlMaster <= {LAUNCH_TARGET:g}x: "
+    print(f"  launch: simtui run / ssh H 'setsid nohup true' (a new ssh) <= {LAUNCH_TARGET:g}x: "
           f"{launch_ratio:.2f}x  {verdict(launch_ratio <= LAUNCH_TARGET)}")
+    print(f"  --follow returns within {LAG_TARGET * 1000:.0f} ms of the exit file: median "
+          f"{ms(lag.median).strip()}, p90 {ms(lag.percentile(90)).strip()}  {verdict(lag.median <= LAG_TARGET)}")
     print(f"  follow: simtui run --host local --follow -- true, median < {FOLLOW_TARGET * 1000:.0f} ms: "
           f"{ms(followed.median).strip()} (p90 {ms(followed.percentile(90)).strip()})  "
           f"{verdict(followed.median < FOLLOW_TARGET)}")

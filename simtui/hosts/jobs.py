@@ -419,12 +419,12 @@ def _log(jobs_dir: str, label: str) -> str:
 # time ("-": unknown). Prints the log from the offset until the exit file appears
 # (or that process is gone: no such pid, a zombie, or another process's), then what
 # the log got before: nothing written before the end is missed. It notices the end
-# within 50 ms, where ``tail --pid`` waits for the job's zombie to be reaped (by an
-# init that may take seconds). Framed (see Follower): "F", then "D" + 4-byte length
-# + log bytes, and last "E" + length + one JSON object: what the job's folder says
-# at the end (exit code, when, the log's size, the provenance files), so that the
-# caller settles the record with no further round trip. It ends when its stdin
-# closes (the caller stopped).
+# at once (inotify; else within 50 ms), where ``tail --pid`` waits for the job's
+# zombie to be reaped (by an init that may take seconds, or never). Framed (see
+# Follower): "F", then "D" + 4-byte length + log bytes, and last "E" + length + one
+# JSON object: what the job's folder says at the end (exit code, when, the log's
+# size, the provenance files), so that the caller settles the record with no
+# further round trip. It ends when its stdin closes (the caller stopped).
 FOLLOW_PY = r"""
 import json, os, select, struct, sys
 log, offset, d, pid, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -445,6 +445,22 @@ def gone():
         except PermissionError:
             pass
         return False
+
+
+# An inotify descriptor on the job's folder (the log grows, the exit file comes), so
+# the end is seen at once; None where there is no inotify: then a 50 ms poll.
+def watch():
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd >= 0 and libc.inotify_add_watch(fd, d.encode(), 0x2 | 0x8 | 0x80 | 0x100) >= 0:
+            return fd  # IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE
+        if fd >= 0:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    return None
 
 
 def frame(kind, data):
@@ -470,6 +486,7 @@ def end():
 
 
 out.write(b"F")
+events = watch()
 source = None
 while True:
     done = os.path.exists(exit_file) or gone()
@@ -489,8 +506,16 @@ while True:
         frame(b"E", end())
         out.flush()
         break
-    if select.select([0], [], [], 0.05)[0] and not os.read(0, 1024):
+    ready = select.select([0] if events is None else [0, events], [], [], 0.05 if events is None else 0.5)[0]
+    if 0 in ready and not os.read(0, 1024):
         break
+    if events in ready:
+        while True:  # drained: one pass reads all the log has got
+            try:
+                if not os.read(events, 1 << 16):
+                    break
+            except BlockingIOError:
+                break
 """
 # The same with python3 where the host has it, else ``tail -F --pid`` unframed ("R").
 FOLLOW = r"""
