@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import inspect
 import math
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +35,15 @@ def sshd_lab(count: int = 1, first_address: int = 60) -> Iterator[Any]:
             yield lab
         finally:
             lab.close()
+
+
+def clean_hosts(lab, *paths: str) -> None:
+    """Remove what a bench made on its lab's hosts (``paths`` relative to each home)."""
+    for host in lab.hosts:
+        argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-i", str(lab.client_key),
+                "-o", f"UserKnownHostsFile={lab.known_hosts}", "-p", str(host.port), f"{host.user}@{host.address}",
+                "rm -rf -- " + " ".join(shlex.quote(path) for path in paths)]
+        subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Timings, arguments, measure, sshd_lab
+from bench.common import Timings, arguments, clean_hosts, measure, sshd_lab
 from bench.delay import delayed
 from bench.server import serving, simtui
 
@@ -134,12 +134,11 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{'simtui reconnect (then run)':<34} +{(statistics.median(cold) - warm.median) * 1000:6.0f} "
                           f"ms above a warm run = {extra:4.1f} round trips  "
                           f"(ssh true: {anchor:.1f} = handshake + command)", flush=True)
-                subprocess.run([*openssh_to(lab, known, host.address, host.port, host.user)[:-1],
-                                "rm -rf .simtui-bench-far"], check=True, stdin=subprocess.DEVNULL)  # what the runs left
                 print("targets (round trips over a warm connection):")
                 for case, target in TARGETS.items():
                     print(f"  {case}: <= {target}: {got[case]:.1f}  {'met' if got[case] <= target + 0.5 else 'missed'}")
         finally:
+            clean_hosts(lab, ".simtui-bench-far")
             if saved is None:
                 os.environ.pop("SIMTUI_HOME", None)
             else:

@@ -20,12 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import arguments, measure, ratio_line, sshd_lab
+from bench.common import arguments, clean_hosts, measure, ratio_line, sshd_lab
 from bench.ssh import CURVE25519, openssh
 from simtui.config import load_config
 from simtui.engine.jobs import Engine
 from simtui.model import JobSpec
 from simtui.store import Store
+
+
+JOBS = ".simtui-bench-jobs/jobs"  # on the host, under home: removed at the end
+RAW_LOG = "/tmp/simtui-bench.log"
 
 
 def simtui(config: Path, *args: str, stdout=subprocess.DEVNULL) -> subprocess.CompletedProcess:
@@ -42,7 +46,7 @@ async def launch(host, config: Path, reps: int) -> None:
         warm = await measure("Engine.submit on a warm connection",
                              lambda: engine.submit(JobSpec(argv=("true",), host=host.name)), reps)
         raw = await measure("ssh 'setsid nohup true >log 2>&1 &'", lambda: subprocess.run(
-            [*openssh(host, *CURVE25519), "setsid nohup true >/tmp/simtui-bench.log 2>&1 &"], check=True), reps)
+            [*openssh(host, *CURVE25519), f"setsid nohup true >{RAW_LOG} 2>&1 &"], check=True), reps)
     finally:
         await engine.close()
     for timing in (whole, warm, raw):
@@ -71,7 +75,7 @@ async def ingest(host, config: Path, size_mb: int) -> None:
     finally:
         await engine.close()
     assert received == size, f"received {received} of {size} bytes"
-    remote_log = f".simtui/jobs/{record.label}/out.log"
+    remote_log = f"{JOBS}/{record.label}/out.log"
     start = time.perf_counter()
     subprocess.run([*openssh(host, *CURVE25519), "cat", remote_log], check=True, stdout=subprocess.DEVNULL)
     ssh_s = time.perf_counter() - start
@@ -93,11 +97,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments("jobs", __doc__)
     parser.add_argument("--reps", type=int, default=15, help="launches per case")
     parser.add_argument("--size", type=int, default=200, help="MB the ingest job writes")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: every row, 2 launches, 2 MB")
     options = parser.parse_args(argv)
+    if options.smoke:
+        options.reps, options.size = 2, 2
     with tempfile.TemporaryDirectory(prefix="simtui-bench-jobs-") as home, sshd_lab(1) as lab:
         os.environ["SIMTUI_HOME"] = home
         config = Path(home) / "config.toml"
-        config.write_text(lab.config_toml())
+        config.write_text(f'[defaults]\njobs_dir = "{JOBS}"\n\n' + lab.config_toml())
         host = lab.hosts[0]
-        asyncio.run(launch(host, config, options.reps))
-        asyncio.run(ingest(host, config, options.size))
+        try:
+            asyncio.run(launch(host, config, options.reps))
+            asyncio.run(ingest(host, config, options.size))
+        finally:
+            clean_hosts(lab, JOBS.split("/")[0], RAW_LOG)
+            subprocess.run([sys.executable, "-m", "simtui", "--config", str(config), "server", "stop"],
+                           capture_output=True, check=False)

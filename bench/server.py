@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import Timings, arguments, measure, ms, ratio_line, sshd_lab
+from bench.common import Timings, arguments, clean_hosts, measure, ms, ratio_line, sshd_lab
 from bench.ssh import openssh
 
 LAUNCH_TARGET = 1.5  # simtui run / ssh over a ControlMaster
@@ -152,7 +152,6 @@ def launch(lab, home: Path, reps: int) -> dict[str, Timings]:
             timed("ssh true", ssh(*openssh(host), "true"))
         finally:
             subprocess.run(openssh(host, *control, "-O", "exit"), check=False, capture_output=True)
-            subprocess.run([*openssh(host), "rm -rf .simtui-bench-server"], check=False, capture_output=True)
     return got
 
 
@@ -284,9 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("SIMTUI_HOME", None)
             else:
                 os.environ["SIMTUI_HOME"] = saved
-            for host in lab.hosts:  # what the jobs left on the hosts
-                subprocess.run([*openssh(host), f"rm -rf {BENCH_JOBS.split('/')[0]}"], check=False,
-                               capture_output=True)
+            clean_hosts(lab, BENCH_JOBS.split("/")[0])
 
     launch_ratio = got["simtui run"].median / got["ssh setsid nohup"].median
     lag = got["lag"]

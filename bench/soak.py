@@ -56,7 +56,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import arguments, sshd_lab
+from bench.common import arguments, clean_hosts, sshd_lab
 
 FIRST_ADDRESS = 110  # 127.0.0.110 and .111: away from the other entries' labs
 HOSTS = 2
@@ -93,8 +93,12 @@ def job_index(record) -> int | None:
     return None
 
 
+JOBS = ".simtui-bench-soak/jobs"  # on each host, under home: removed at the end
+
+
 def write_config(path: Path, lab) -> Path:
-    path.write_text(f"[defaults]\ninterval = {INTERVAL}\nmax_jobs = {MAX_JOBS}\n\n" + lab.config_toml(local=False))
+    path.write_text(f"[defaults]\ninterval = {INTERVAL}\nmax_jobs = {MAX_JOBS}\njobs_dir = \"{JOBS}\"\n\n"
+                    + lab.config_toml(local=False))
     return path
 
 
@@ -569,7 +573,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds to wait for every job to end (default: 300 + 2 per job)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a new one, printed)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: 8 jobs, one drop, one server kill")
     options = parser.parse_args(argv)
+    if options.smoke:
+        options.jobs, options.lines, options.drop_every, options.drops, options.kills = 8, 5, 2.0, 1, 1
     if options.jobs < 1 or options.lines < 1 or options.drop_every <= 0 or options.kills < 0 \
             or options.submitters < 1 or (options.drops is not None and options.drops < 0):
         parser.error("--jobs, --lines, --drop-every and --submitters must be positive; "
@@ -607,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("SIMTUI_HOME", None)
             else:
                 os.environ["SIMTUI_HOME"] = saved
-    stray = leftovers(lab, began)
+            stray = leftovers(lab, began)
+            clean_hosts(lab, JOBS.split("/")[0])
     if stray:
         print(f"soak: {len(stray)} processes of the lab's users outlived it, killed:")
         for line in stray[:10]:

@@ -67,7 +67,10 @@ async def bench(host, reps: int) -> list[Timings]:
 def main(argv: list[str] | None = None) -> None:
     parser = arguments("ssh", __doc__)
     parser.add_argument("--reps", type=int, default=30, help="repetitions per cold case (warm: 5x)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: every row, 2 reps")
     options = parser.parse_args(argv)
+    if options.smoke:
+        options.reps = 2
     with sshd_lab(1) as lab:
         host = lab.hosts[0]
         print(f"sshd {host.address}:{host.port} as {host.user}; {options.reps} reps")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,3 +51,21 @@ def test_percentiles_are_nearest_rank():
         "print(t.percentile(50), t.percentile(90), t.percentile(99), t.percentile(100), t.median)\n"
     )
     assert bench(code=code).stdout.split() == ["50.0", "90.0", "99.0", "100.0", "50.5"]
+
+
+def _registered() -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from bench import REGISTRY
+
+    return list(REGISTRY)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", _registered())
+def test_each_bench_runs_at_a_tiny_size(name, lab):
+    """The benches cannot rot: each runs whole at its smoke size (needs sshd: ``lab``
+    skips without it, fails under CI=true). No number is checked."""
+    result = subprocess.run([sys.executable, "-m", "bench", name, "--", "--smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=580)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert result.stdout.startswith(f"== {name} ")

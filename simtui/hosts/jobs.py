@@ -153,9 +153,9 @@ case $1 in /*) out=$1 ;; *) out=$PWD/$1 ;; esac
 : > "$d/out.log"
 setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$job_umask" "$@" < /dev/null >> "$d/out.log" 2>&1 &
 i=0
-while [ ! -s "$d/pid" ]; do
-    i=$((i + 1)); [ "$i" -gt 500 ] && { echo "job did not start" >&2; exit 93; }
-    sleep 0.01
+while [ ! -s "$d/pid" ]; do  # the wrapper writes it within milliseconds: look often at first
+    i=$((i + 1)); [ "$i" -gt 520 ] && { echo "job did not start" >&2; exit 93; }
+    if [ "$i" -le 20 ]; then sleep 0.002; else sleep 0.01; fi
 done
 read pid st < "$d/pid"
 [ "$pid" = cancelled ] && { echo "cancelled before it started" >&2; exit 96; }
