@@ -146,6 +146,10 @@ class Host(abc.ABC):
     where a shell is needed, pass ``["sh", "-c", script]`` and it is quoted for you.
     """
 
+    # The interpreter for simtui's own helper scripts there (not the jobs': they get
+    # the python3 on their PATH).
+    helper_python = "python3"
+
     def __init__(self, spec: HostSpec) -> None:
         self.spec = spec
         # What this connection has learned of its host (where the agent is, ...),

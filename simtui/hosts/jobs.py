@@ -517,10 +517,10 @@ while True:
             except BlockingIOError:
                 break
 """
-# The same with python3 where the host has it, else ``tail -F --pid`` unframed ("R").
+# The same with python ($7) where the host has it, else ``tail -F --pid`` unframed ("R").
 FOLLOW = r"""
-log=$1 offset=$2 d=$3 pid=$4 start=$5 script=$6
-command -v python3 >/dev/null 2>&1 && exec python3 -S -c "$script" "$log" "$offset" "$d" "$pid" "$start"
+log=$1 offset=$2 d=$3 pid=$4 start=$5 script=$6 python=$7
+command -v "$python" >/dev/null 2>&1 && exec "$python" -S -c "$script" "$log" "$offset" "$d" "$pid" "$start"
 printf R
 exec tail -c +$((offset + 1)) -F -s 0.2 --pid="$pid" "$log"
 """
@@ -549,7 +549,7 @@ class Follower:
                  pid_start: int | None = None) -> None:
         d = job_dir(jobs_dir, label)
         self._argv = _sh(FOLLOW, _log(jobs_dir, label), str(offset), d, str(pid),
-                         str(pid_start) if pid_start is not None else "-", FOLLOW_PY)
+                         str(pid_start) if pid_start is not None else "-", FOLLOW_PY, host.helper_python)
         self._host = host
         self.ended: Ended | None = None
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class LocalHost(Host):
     """This machine: commands are subprocesses started in the home dir; readings and
     processes come from psutil (and NVML) in this process; jobs default to the
     current directory."""
+
+    helper_python = sys.executable  # simtui's own: started at once (a python3 on PATH may be a slow shim)
 
     async def connect(self) -> None:
         """Nothing to open: this machine is always reachable."""
