@@ -37,10 +37,6 @@ class DelayProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def drop_all(self) -> None:
-        """Cut every relayed connection now (a network drop)."""
-        self._loop.call_soon_threadsafe(lambda: [task.cancel() for task in list(self._tasks)])
-
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", 0))
