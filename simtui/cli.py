@@ -287,13 +287,20 @@ def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: st
     """Records of runs, newest first."""
     from simtui.recordfmt import records_table
     from simtui.store import parse_since
+    from simtui.store.export import Chunked, write_list
 
     after = parse_since(since) if since else None
-    found = list(open_store().find(tags=tags, state=state, host=host, search=search, since=after, limit=limit or None))
-    if as_json:
-        echo_json([r.to_dict() for r in found])
-    else:
-        click.echo(sanitize(records_table(found)) if found else "no records")
+    filters = {"tags": tags, "state": state, "host": host, "search": search, "since": after, "limit": limit or None}
+    store, out = open_store(), click.get_text_stream("stdout")
+    with store.snapshot():
+        if as_json:
+            write_list(store, out, **filters)
+            return
+        lines = records_table(store, **filters)  # its cells went through textsafe.one_line
+        header = next(lines, None)
+        with Chunked(out) as chunks:
+            chunks.write("no records\n" if header is None else f"{header}\n")
+            chunks.writelines(f"{line}\n" for line in lines)
 
 
 @main.command()
@@ -359,8 +366,8 @@ def export(fmt: str, output: str) -> None:
     from simtui.store.export import open_output, write
 
     store = open_store()  # first: a store that cannot be read leaves FILE as it was
-    with open_output(output) as out:
-        write(store.find(limit=None), out, fmt)
+    with open_output(output) as out, store.snapshot():
+        write(store, out, fmt)
 
 
 @main.command()
@@ -368,11 +375,11 @@ def export(fmt: str, output: str) -> None:
 def feed(output: str) -> None:
     """An Atom feed of the records: one entry a run, tags as categories."""
     from simtui.store.export import open_output
-    from simtui.store.feed import atom_feed
+    from simtui.store.feed import write_feed
 
-    data = atom_feed(open_store().find(limit=None))
-    with open_output(output, binary=True) as out:
-        out.write(data)
+    store = open_store()  # first: a store that cannot be read leaves FILE as it was
+    with open_output(output, binary=True) as out, store.snapshot():
+        write_feed(store, out)
 
 
 # -- jobs ----------------------------------------------------------------------

@@ -9,28 +9,56 @@ line's end). So the text holds no terminal control but SGR colours in the log.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from simtui.model import Record, RecordEvent
 from simtui.store.diff import flatten
-from simtui.textfmt import table
+from simtui.store.records import LISTED
+from simtui.textfmt import cell, table, table_lines
 from simtui.textsafe import one_line, plain, sanitize
 from simtui.units import format_size
+
+if TYPE_CHECKING:
+    from simtui.store import Store
 
 COMMAND_WIDTH = 60
 HASH_WIDTH = 12
 
 
-def records_table(records: Iterable[Record]) -> str:
-    rows = [
-        (r.label, r.state.value, r.host, when(r.created, seconds=False), duration(r.duration),
-         ", ".join(r.tags), _truncate(one_line(r.command), COMMAND_WIDTH))
-        for r in records
-    ]
-    return table(["label", "state", "host", "created", "duration", "tags", "command"], rows)
+def records_table(store: Store, **filters: Any) -> Iterator[str]:
+    """The ``list`` table of the records ``filters`` select (see Store.find), line by
+    line as they are read; no line when there is no record. The columns' widths come
+    first, from one pass of SQLite over the same records (Store.extent): call it inside
+    Store.snapshot() so that both passes see the same records."""
+    extent = store.extent(**filters)
+    if not extent.count:
+        return
+    widths = [extent.label, extent.state, extent.host,
+              max(len(cell(when(t, seconds=False))) for t in extent.created),
+              max(len(cell(duration(t))) for t in extent.duration),
+              extent.tags, min(extent.command, COMMAND_WIDTH)]
+    yield from table_lines(LISTED, [max(len(h), w) for h, w in zip(LISTED, widths)],
+                           map(_listed_cells, store.select(LISTED, **filters)))
+
+
+def _listed_cells(row: tuple[Any, ...]) -> tuple[str, ...]:
+    """A row of LISTED as the cells of the list table (see textfmt.cell)."""
+    label, state, host, created, seconds, tags, command = row
+    texts = label + state + host + command
+    if not (texts.isascii() and texts.isprintable()):  # else one_line would leave them as they are
+        label, state, host, command = map(cell, (label, state, host, command))
+    return (label, state, host, when(created, seconds=False) or "-", duration(seconds) or "-", _tags_cell(tags),
+            _truncate(command, COMMAND_WIDTH))
+
+
+@functools.lru_cache(maxsize=1024)  # the same few sets of tags come again and again
+def _tags_cell(tags: str | None) -> str:
+    """The cell of tags as stored (JSON): joined by ", "."""
+    return cell(", ".join(json.loads(tags)) if tags else "")
 
 
 def record_text(record: Record, events: Sequence[RecordEvent]) -> str:

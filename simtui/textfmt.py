@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from simtui.textsafe import one_line
@@ -13,14 +13,38 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Left-aligned columns separated by two spaces; None shows as ``-``. Each cell is
     one line of plain text (textsafe.one_line): no control sequence, no colour, a line
     break shown as ``⏎``; so a row is always one line."""
-    cells = [[("-" if c is None else one_line(str(c))) for c in row] for row in rows]
+    cells = [[cell(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
+    return "\n".join(table_lines(headers, widths, cells))
+
+
+def cell(value: Any) -> str:
+    """A value as a table cell: ``-`` for None, else one line of plain text (textsafe.one_line)."""
+    if value is None:
+        return "-"
+    text = str(value)
+    return text if text.isascii() and text.isprintable() else one_line(text)  # one_line leaves such text as it is
+
+
+def table_lines(headers: Sequence[str], widths: Sequence[int], rows: Iterable[Sequence[str]]) -> Iterator[str]:
+    """The lines of a table whose columns are ``widths`` wide: the headers, then a line
+    a row of cells (see ``cell``), as the rows come."""
+    line = "  ".join(f"{{:<{width}}}" for width in widths).format
+    yield line(*(h.upper() for h in headers)).rstrip()
+    for row in rows:
+        yield line(*row).rstrip()
 
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def json_list(items: Iterable[str]) -> Iterator[str]:
+    """``to_json`` of a list in pieces, from each item's own ``to_json`` text, as they come."""
+    empty = True
+    for item in items:
+        yield ("[\n  " if empty else ",\n  ") + item.replace("\n", "\n  ")
+        empty = False
+    yield "[]" if empty else "\n]"

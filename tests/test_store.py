@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,9 @@ from recordkit import T0, make_record
 
 from simtui.errors import AmbiguousLabel, SimtuiError, UnknownLabel, UsageError
 from simtui.model import JobState, Record
+from simtui.provenance import packages_sha256
 from simtui.store import Store, parse_since
+from simtui.store.records import JSON_COLUMNS
 from simtui.store.db import MIGRATIONS, connect, migrate, schema_version
 
 
@@ -201,3 +204,81 @@ def test_since_takes_ages_and_iso_dates():
     assert parse_since("2024-05-01") > 0
     with pytest.raises(UsageError, match="yesterday"):
         parse_since("yesterday")
+
+
+PACKAGES = {"numpy": "1.26.4", "torch": "2.3.1"}
+OTHER_PACKAGES = {"numpy": "2.0.0", "naïve": "0.1"}
+
+
+def v5_row(record: Record, *, ascii_json: bool = False) -> dict:
+    """A record as a simtui of schema 5 might have left it: compact JSON (non-ASCII
+    escaped, with ``ascii_json``), its environment's package list inside it."""
+    row = {}
+    for name, value in record.to_dict().items():
+        if name in JSON_COLUMNS and value is not None:
+            value = json.dumps(value, ensure_ascii=ascii_json, separators=(",", ":"))
+        row[name] = value
+    return row
+
+
+def test_v6_takes_package_lists_out_of_records_and_reads_every_record_back_the_same(tmp_path):
+    inline = {"python": "3.11.7", "packages": PACKAGES, "packages_sha256": packages_sha256(PACKAGES)}
+    records = [dataclasses.replace(record, updated=record.created) for record in [
+        make_record("e60000000001", environment=inline, tags=["legacy", "ü"], params={"lr": 0.1, "name": "naïve"}),
+        make_record("e60000000002", environment=inline, git={"commit": "c1", "diff": "+é\n"}),
+        make_record("e60000000003", environment={"python": "3.12.1", "gpu": None, "packages": OTHER_PACKAGES}),
+        make_record("e60000000004", environment=None, outputs=[{"path": "o.csv", "sha256": "1" * 64}]),
+    ]]
+    conn = connect(tmp_path / "v5.db", upgrade=False)
+    migrate(conn, to=5)
+    for i, record in enumerate(records):
+        row = v5_row(record, ascii_json=i % 2 == 1)
+        conn.execute(f"insert into records ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values()))
+    conn.commit()
+    conn.close()
+
+    store = Store.open(tmp_path / "v5.db")
+    assert schema_version(store.conn) == len(MIGRATIONS)
+    for record in records:
+        expected = record.to_dict()
+        if expected["environment"] and "packages_sha256" not in expected["environment"]:
+            expected["environment"]["packages_sha256"] = packages_sha256(expected["environment"]["packages"])
+        assert store.get(record.label).to_dict() == expected
+    stored = [json.loads(text) for (text,) in store.conn.execute("select packages from packages order by sha256")]
+    assert sorted(stored, key=json.dumps) == sorted([PACKAGES, OTHER_PACKAGES], key=json.dumps)  # each list once
+    for row in store.conn.execute(f"select {', '.join(sorted(JSON_COLUMNS))} from records"):
+        for text in filter(None, row):
+            assert text == json.dumps(json.loads(text), ensure_ascii=False)  # the form an export copies
+            assert '"packages":' not in text
+    assert labels(store.find(search="legacy")) == ["e60000000001"]
+    assert labels(store.find(tags=["ü"])) == ["e60000000001"]
+    store.close()
+
+
+def test_listed_reads_the_small_columns_newest_first(store):
+    store.insert(make_record("a10000000001", tags=["x", "y"], created=T0),
+                 make_record("a10000000002", state=JobState.RUNNING, duration=None, created=T0 + 1))
+    assert list(store.listed(limit=None)) == [
+        ("a10000000002", JobState.RUNNING, "local", T0 + 1, None, [], "python train.py"),
+        ("a10000000001", JobState.SUCCEEDED, "local", T0, 10.0, ["x", "y"], "python train.py"),
+    ]
+    assert [r.label for r in store.listed(tags=["y"])] == ["a10000000001"]
+
+
+def test_distinct_values_come_in_order_of_first_appearance(store):
+    store.insert(*(make_record(f"a2000000000{i}", host=host, created=T0 + i)
+                   for i, host in enumerate(["zero", "one", "zero", "two", "one"])))
+    assert list(store.distinct("host", limit=None)) == ["one", "two", "zero"]
+    assert list(store.distinct("host", limit=2)) == ["one", "two"]
+    assert list(store.distinct("host", state="failed")) == []
+
+
+def test_a_snapshot_sees_the_records_as_they_were_whatever_others_write(store, tmp_path):
+    store.insert(make_record("a30000000001"))
+    other = Store.open(tmp_path / "records.db")
+    with store.snapshot():
+        before = store.extent(limit=None).count
+        other.insert(make_record("a30000000002"))  # another connection, committed meanwhile
+        assert before == 1 and labels(store.find(limit=None)) == ["a30000000001"]
+    assert labels(store.find(limit=None)) == ["a30000000002", "a30000000001"]
+    other.close()

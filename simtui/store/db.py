@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import sqlite3
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from simtui.config import simtui_home
 from simtui.errors import FileFault, NoSpace, RecordsBusy, RecordsDamaged, RecordsReadOnly, SimtuiError
+from simtui.provenance import packages_sha256
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -460,5 +462,33 @@ def _v5_run_contract(db: Database) -> None:
         db["records"].add_column(name, kind)
 
 
+def _v6_json_as_exported(db: Database) -> None:
+    """Every JSON column in the form an export writes (json.dumps's separators,
+    non-ASCII as it is: an export copies the text as it is), and every package list
+    still inside a record's environment moved into ``packages``, once by its sha256."""
+    names = ("argv", "tags", "params", "git", "environment", "inputs", "outputs", "needs", "spec", "params_file",
+             "reproduction")
+    conn, last = db.conn, -1
+    while True:
+        batch = conn.execute(f"select rowid, {', '.join(names)} from records where rowid > ? order by rowid limit 1000",
+                             [last]).fetchall()
+        if not batch:
+            return
+        changed = []
+        for rowid, *texts in batch:
+            values = dict(zip(names, (None if text is None else json.loads(text) for text in texts)))
+            environment = values["environment"]
+            if isinstance(environment, dict) and isinstance(environment.get("packages"), dict):
+                packages = environment.pop("packages")
+                digest = environment.setdefault("packages_sha256", packages_sha256(packages))
+                conn.execute("insert or ignore into packages (sha256, packages) values (?, ?)",
+                             [digest, json.dumps(packages)])
+            new = [None if value is None else json.dumps(value, ensure_ascii=False) for value in values.values()]
+            if new != texts:
+                changed.append([*new, rowid])
+        conn.executemany(f"update records set {', '.join(f'{name} = ?' for name in names)} where rowid = ?", changed)
+        last = batch[-1][0]
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
-                                                _v5_run_contract]
+                                                _v5_run_contract, _v6_json_as_exported]

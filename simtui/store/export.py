@@ -1,57 +1,189 @@
-"""Records out as JSON (a list of whole records, written as they are read) or CSV (one
-row a record in the flat columns of simtui.store.frame, the same rows simtui.records()
-gives). ``open_output`` opens where ``-o`` points: a regular file atomically, a
-device or a pipe as it is."""
+"""Records out as JSON (a list of whole records: ``export``, and ``list --json``) or CSV
+(one row a record in the flat columns of simtui.store.frame, the same rows
+simtui.records() gives), written as they are read: memory stays flat whatever the count. ``open_output`` opens where ``-o``
+points: a regular file atomically, a device or a pipe as it is."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import errno
+import functools
 import json
+import math
+import operator
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, TextIO
 
 from simtui.errors import FileFault, NoSpace, UsageError
 from simtui.model import Record
-from simtui.store.frame import columns, flat_record
+from simtui.store.frame import BOOLEANS_AT, COLUMNS, PICKED, TIMES_AT, iso_time, param_columns, param_values
+from simtui.store.records import COLUMNS as RECORD_COLUMNS, JSON_COLUMNS, Store
+from simtui.textfmt import json_list, to_json
 
 FORMATS = ("json", "csv")
+CHUNK = 1 << 16  # characters (or bytes) gathered before a write: see Chunked
+
+# A record's fields as Record.to_dict() orders them, each as SQL giving its JSON
+# text, as json.dumps(..., ensure_ascii=False) writes it: a JSON column's text as it
+# is stored (records.json_text), or its default for NULL; json_quote() of any other
+# value (SQLite escapes text as Python does), but for floats: SQLite writes 15
+# digits where Python writes as many as it takes, so those come as they are.
+_FIELDS = dataclasses.fields(Record)
+_PREFIXES = [f'"{f.name}": ' for f in _FIELDS]
+_FLOATS = [i for i, f in enumerate(_FIELDS) if f.type.startswith("float")]
+_ENVIRONMENT = RECORD_COLUMNS.index("environment")
 
 
-def write_json(records: Iterable[Record], out: TextIO) -> None:
-    out.write("[")
-    for i, record in enumerate(records):
-        out.write(",\n" if i else "\n")
-        out.write(json.dumps(record.to_dict(), ensure_ascii=False))
-    out.write("\n]\n")
+def _as_json(field: dataclasses.Field[Any]) -> str:
+    """SQL for the JSON text of a record's field (a float: its value, or 'null')."""
+    if field.name in JSON_COLUMNS:
+        return f"coalesce({field.name}, '{json.dumps(_default(field))}')"
+    if field.type.startswith("float"):
+        return f"coalesce({field.name}, 'null')"
+    return f"case when {field.name} is null then 'null' else json_quote({field.name}) end"  # faster on NULL
 
 
-def write_csv(records: Iterable[Record], out: TextIO) -> None:
+def _default(field: dataclasses.Field[Any]) -> Any:
+    """What a record holds for a field whose column is NULL."""
+    return None if field.default_factory is dataclasses.MISSING else field.default_factory()
+
+
+def write_json(store: Store, out: TextIO) -> None:
+    """Every record, newest first, as ``json.dumps(record.to_dict(), ensure_ascii=False)``
+    writes it (package list included), one a line inside a list. SQLite gives each
+    field's JSON text (see above); a package list is encoded once, then copied into
+    each record that has it."""
+    packages: dict[str, str] = {}
+    selected = [*map(_as_json, _FIELDS), "json_extract(environment, '$.packages_sha256')"]
+    with Chunked(out) as chunks:
+        chunks.write("[")
+        start = "\n{"
+        for *fields, digest in store.select(selected, limit=None):
+            for n in _FLOATS:
+                if type(fields[n]) is float:
+                    fields[n] = _number(fields[n])
+            if digest is not None:
+                if digest not in packages:
+                    packages[digest] = json.dumps(store.packages(digest), ensure_ascii=False)
+                fields[_ENVIRONMENT] = f'{fields[_ENVIRONMENT][:-1]}, "packages": {packages[digest]}}}'
+            chunks.write(f"{start}{', '.join(map(operator.add, _PREFIXES, fields))}}}")
+            start = ",\n{"
+        chunks.write("\n]\n")
+
+
+def write_list(store: Store, out: TextIO, **filters: Any) -> None:
+    """The records ``filters`` select (see Store.find) as ``simtui list --json`` prints
+    them: ``textfmt.to_json`` of the list of their Record.to_dict(), written a record at
+    a time. A JSON column's text is decoded and indented once while it keeps coming
+    (an environment and its package list, parameters, tags), then copied."""
+
+    @functools.lru_cache(maxsize=1024)
+    def indented(field: dataclasses.Field[Any], text: str | None) -> str:
+        value = _default(field) if text is None else json.loads(text)
+        if field.name == "environment" and value and "packages_sha256" in value:
+            value["packages"] = store.packages(value["packages_sha256"])
+        return to_json(value).replace("\n", "\n  ")  # as a field of a record
+
+    def record(values: Sequence[Any]) -> str:
+        fields = (indented(field, value) if field.name in JSON_COLUMNS else _scalar(value)
+                  for field, value in zip(_FIELDS, values))
+        return "{\n  " + ",\n  ".join(map(operator.add, _PREFIXES, fields)) + "\n}"
+
+    with Chunked(out) as chunks:
+        chunks.writelines(json_list(map(record, store.select(RECORD_COLUMNS, **filters))))
+        chunks.write("\n")
+
+
+def _scalar(value: str | float | None) -> str:
+    """A column's value as ``textfmt.to_json`` writes it (non-ASCII escaped)."""
+    return encode_basestring_ascii(value) if type(value) is str else "null" if value is None else _number(value)
+
+
+def _number(value: float) -> str:
+    """A number as json.dumps writes it: its repr, but for NaN and the infinities."""
+    return repr(value) if type(value) is int or math.isfinite(value) else json.dumps(value)
+
+
+_BOOLEANS = {None: None, 0: "false", 1: "true"}  # SQLite's booleans as CSV cells
+
+
+def write_csv(store: Store, out: TextIO) -> None:
     """One row a record: frame.COLUMNS, then a ``params.<dotted.path>`` column for every
-    parameter of any record (so the rows are flattened first, then written). Times are
-    ISO 8601 in UTC; a text value is its cell as it is, any other value its JSON (``0.1``,
-    ``true``, tags as ``["a", "b"]``); None, or a parameter a record lacks, is empty."""
-    rows = [flat_record(record) for record in records]
-    names = columns(rows)
-    writer = csv.writer(out)
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow(_cell(row.get(name)) for name in names)
+    parameter of any record (found first, from each distinct parameters text). Times
+    are ISO 8601 in UTC; a text value is its cell as it is, any other value its JSON
+    (``0.1``, ``true``, tags as ``["a", "b"]``); None, or a parameter a record lacks, is empty."""
+    params = param_columns(store, limit=None)
+
+    @functools.lru_cache(maxsize=4096)  # a sweep's runs share few parameter sets
+    def param_cells(text: str | None) -> list[str]:
+        values = param_values(text)
+        return [_cell(values.get(name)) for name in params]
+
+    def row(values: Sequence[Any]) -> list[Any]:  # None is written as "", a number as its JSON
+        *cells, text = values
+        for i in TIMES_AT:
+            cells[i] = iso_time(cells[i])
+        for i in BOOLEANS_AT:
+            cells[i] = _BOOLEANS[cells[i]]
+        return [*cells, *param_cells(text)]
+
+    with Chunked(out) as chunks:
+        writer = csv.writer(chunks)
+        writer.writerow([*COLUMNS, *params])
+        writer.writerows(map(row, store.select(PICKED, limit=None)))
 
 
 def _cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+    return _number(value) if kind is int or kind is float else json.dumps(value, ensure_ascii=False)
 
 
-def write(records: Iterable[Record], out: TextIO, fmt: str) -> None:
-    {"json": write_json, "csv": write_csv}[fmt](records, out)
+def write(store: Store, out: TextIO, fmt: str) -> None:
+    {"json": write_json, "csv": write_csv}[fmt](store, out)
+
+
+class Chunked:
+    """Writes to ``out`` (text or bytes) gathered into chunks of about CHUNK, written
+    when one is full and on leaving ``with``: a line-buffered or unbuffered stream
+    (stdout through click, or under PYTHONUNBUFFERED) then costs a system call a
+    chunk, not one a write. After an error nothing more is written."""
+
+    def __init__(self, out: IO[Any]) -> None:
+        self.out = out
+        self.pieces: list[Any] = []
+        self.size = 0
+
+    def write(self, piece: Any) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
+        if self.size >= CHUNK:
+            self.flush()
+
+    def writelines(self, pieces: Iterable[Any]) -> None:
+        for piece in pieces:
+            self.write(piece)
+
+    def flush(self) -> None:
+        if self.pieces:
+            self.out.write(self.pieces[0][:0].join(self.pieces))  # "" or b"": as the pieces are
+            self.pieces.clear()
+            self.size = 0
+
+    def __enter__(self) -> Chunked:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is None:
+            self.flush()
 
 
 @contextlib.contextmanager

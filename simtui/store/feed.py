@@ -4,73 +4,87 @@ reader shows what ran, where and how it ended.
 Every text from a record (command, tags, reason, notes, host, ...) goes through
 simtui.textsafe.xml_text: controls and colours removed, only characters XML 1.0
 allows, one line where the element is a title or an attribute. So the feed is
-valid XML whatever bytes a job or a user put in a record."""
+valid XML whatever bytes a job or a user put in a record. The feed is written entry by
+entry as the records are read: memory stays flat whatever their count."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import BinaryIO
 
-from simtui.model import Record
+from simtui.store.export import Chunked
+from simtui.store.records import Store
 from simtui.textsafe import one_line, xml_text
 
 ATOM = "http://www.w3.org/2005/Atom"
+ENTRY = ("label", "state", "command", "updated", "created", "tags", "host", "workdir", "exit_code", "duration",
+         "reason", "notes")
+CHANGED = "coalesce(nullif(updated, 0), nullif(created, 0), 0)"  # when a record last changed (0: unknown)
 
 
-def atom_feed(records: Iterable[Record], title: str | None = None) -> bytes:
-    """The feed as UTF-8 XML; its ``updated`` is the latest change of any record."""
-    feed = ET.Element("feed", xmlns=ATOM)
-    _text(feed, "title", xml_text(title or f"simtui records on {socket.gethostname()}", single_line=True))
-    _text(feed, "id", "urn:simtui:records")
-    author = ET.SubElement(feed, "author")
-    _text(author, "name", "simtui")
-    _text(feed, "generator", "simtui")
-    updated = _text(feed, "updated", "")
-    latest = 0.0
-    for record in records:
-        changed = record.updated or record.created or 0.0
-        latest = max(latest, changed)
-        feed.append(_entry(record, changed))
-    updated.text = _rfc3339(latest or time.time())
-    ET.indent(feed)
-    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+def write_feed(store: Store, out: BinaryIO, title: str | None = None) -> None:
+    """The feed of every record, newest first, as UTF-8 XML (indented as ElementTree
+    indents); its ``updated`` is the latest change of any record (now when none)."""
+    (latest,) = store.aggregate([f"max({CHANGED})"], ["updated", "created"], limit=None)
+    title = xml_text(title or f"simtui records on {socket.gethostname()}", single_line=True)
+    with Chunked(out) as chunks:
+        chunks.write(f"""<?xml version='1.0' encoding='utf-8'?>
+<feed xmlns="{ATOM}">
+  <title>{_escape(title)}</title>
+  <id>urn:simtui:records</id>
+  <author>
+    <name>simtui</name>
+  </author>
+  <generator>simtui</generator>
+  <updated>{_rfc3339(latest or time.time())}</updated>""".encode())
+        for row in store.select(ENTRY, limit=None):
+            chunks.write(_entry(*row).encode())
+        chunks.write(b"\n</feed>")
 
 
-def _entry(record: Record, changed: float) -> ET.Element:
-    entry = ET.Element("entry")
-    _text(entry, "id", f"urn:simtui:{xml_text(record.label, single_line=True)}")
-    _text(entry, "title", xml_text(f"{record.state.value}: {record.label} {record.command}", single_line=True))
-    _text(entry, "updated", _rfc3339(changed))
-    if record.created:
-        _text(entry, "published", _rfc3339(record.created))
-    for tag in record.tags:
-        ET.SubElement(entry, "category", term=xml_text(tag, single_line=True))
-    _text(entry, "content", _summary(record)).set("type", "text")
-    return entry
+def _entry(label: str, state: str, command: str, updated: float | None, created: float | None, tags: str | None,
+           host: str, workdir: str | None, exit_code: int | None, duration: float | None, reason: str | None,
+           notes: str | None) -> str:
+    lines = [
+        "", "  <entry>",
+        f"    <id>urn:simtui:{_escape(_xml(label, single_line=True))}</id>",
+        f"    <title>{_escape(_xml(f'{state}: {label} {command}', single_line=True))}</title>",
+        f"    <updated>{_rfc3339(updated or created or 0.0)}</updated>",
+    ]
+    if created:
+        lines.append(f"    <published>{_rfc3339(created)}</published>")
+    lines += [f'    <category term="{_escape(_xml(tag, single_line=True), quote=True)}" />'
+              for tag in (json.loads(tags) if tags else ())]
+    summary = [f"host: {_one_line(host)}", f"command: {_one_line(command)}"]
+    if workdir:
+        summary.append(f"workdir: {_one_line(workdir)}")
+    if exit_code is not None:
+        summary.append(f"exit code: {exit_code}")
+    if duration is not None:
+        summary.append(f"duration: {duration:.1f} s")
+    summary += [f"{name}: {value}" for name, value in (("reason", reason), ("notes", notes)) if value]
+    lines += [f'    <content type="text">{_escape(_xml(chr(10).join(summary)))}</content>', "  </entry>"]
+    return "\n".join(lines)
 
 
-def _summary(record: Record) -> str:
-    lines = [f"host: {one_line(record.host)}", f"command: {one_line(record.command)}"]
-    if record.workdir:
-        lines.append(f"workdir: {one_line(record.workdir)}")
-    if record.exit_code is not None:
-        lines.append(f"exit code: {record.exit_code}")
-    if record.duration is not None:
-        lines.append(f"duration: {record.duration:.1f} s")
-    for name in ("reason", "notes"):
-        value = getattr(record, name)
-        if value:
-            lines.append(f"{name}: {value}")
-    return xml_text("\n".join(lines))
+# textsafe leaves printable ASCII (and, but for one line, line breaks) as it is: those
+# two skip its regular expressions, which most records' texts never need.
+def _one_line(text: str) -> str:
+    return text if text.isascii() and text.isprintable() else one_line(text)
 
 
-def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:
-    element = ET.SubElement(parent, tag)
-    element.text = text
-    return element
+def _xml(text: str, single_line: bool = False) -> str:
+    probe = text if single_line else text.replace("\n", "")
+    return text if probe.isascii() and probe.isprintable() else xml_text(text, single_line=single_line)
+
+
+def _escape(text: str, quote: bool = False) -> str:
+    """Text for XML character data (or, with ``quote``, a double-quoted attribute)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if quote else text
 
 
 def _rfc3339(timestamp: float) -> str:

@@ -10,13 +10,14 @@ returns such rows (or a DataFrame of them); ``simtui export --format csv`` write
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simtui.errors import UsageError
-from simtui.model import JobState, Record
+from simtui.model import JobState
 from simtui.store.db import default_path
 from simtui.store.diff import flatten
 from simtui.store.records import Store, parse_since
@@ -43,7 +44,7 @@ _DTYPES = {"exit_code": "Int64", "outputs.count": "Int64", "peak_rss": "Int64", 
 
 def iso_time(seconds: float | None) -> str | None:
     """Unix seconds as ISO 8601 in UTC (``2023-11-14T22:13:20+00:00``); None stays None."""
-    return None if seconds is None else utc_time(seconds).isoformat()
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
 def utc_time(seconds: float | None) -> datetime | None:
@@ -51,40 +52,54 @@ def utc_time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
-def flat_record(record: Record, when: Callable[[float | None], Any] = iso_time) -> dict[str, Any]:
-    """The record as one flat row: the keys of COLUMNS, then ``params.<path>`` for each of
-    its parameters (nested ones by dotted path, see diff.flatten). ``when`` turns the
-    created, started and ended times (unix seconds) into what the row holds."""
-    git = record.git or {}
-    env = record.environment or {}
-    row: dict[str, Any] = {
-        "label": record.label,
-        "state": JobState(record.state).value,
-        "host": record.host,
-        "command": record.command,
-        "workdir": record.workdir,
-        "project": record.project,
-        "exit_code": record.exit_code,
-        **{name: when(getattr(record, name)) for name in TIMES},
-        "duration": record.duration,
-        "tags": list(record.tags),
-        "git.commit": git.get("commit"),
-        "git.branch": git.get("branch"),
-        "git.dirty": git.get("dirty"),
-        "git.tree_sha256": git.get("tree_sha256"),
-        "env.python": env.get("python"),
-        "env.hostname": env.get("hostname"),
-        "env.packages_sha256": env.get("packages_sha256"),
-        "outputs.count": len(record.outputs or ()),
-        "peak_rss": record.peak_rss,
-        "peak_gpu_mem": record.peak_gpu_mem,
-        "repeat_of": record.repeat_of,
-        "reason": record.reason,
-        "notes": record.notes,
-        "reproduced": (record.reproduction or {}).get("reproduced"),
-    }
-    row.update((PARAMS + path, value) for path, value in flatten(record.params or {}).items())
-    return row
+# Each of COLUMNS in SQL over one record, in order, then its parameters (JSON text).
+# JSON fields are picked out by SQLite, so the bulky JSON (a git diff, outputs, the
+# environment) is never decoded here; tags stay JSON text, booleans come as 1 or 0.
+PICKED = (
+    "label", "state", "host", "command", "workdir", "project", "exit_code", "created", "started", "ended",
+    "duration", "coalesce(tags, '[]')",
+    *(f"json_extract(git, '$.{name}')" for name in ("commit", "branch", "dirty", "tree_sha256")),
+    *(f"json_extract(environment, '$.{name}')" for name in ("python", "hostname", "packages_sha256")),
+    "coalesce(json_array_length(outputs), 0)", "peak_rss", "peak_gpu_mem", "repeat_of", "reason", "notes",
+    "json_extract(reproduction, '$.reproduced')", "params",
+)
+TIMES_AT = tuple(COLUMNS.index(name) for name in TIMES)
+BOOLEANS_AT = (COLUMNS.index("git.dirty"), COLUMNS.index("reproduced"))
+TAGS_AT = COLUMNS.index("tags")
+
+
+def flat_rows(store: Store, when: Callable[[float | None], Any] = iso_time,
+              **filters: Any) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """The records ``filters`` select (as for Store.find), newest first, read as
+    iterated, each as the values of COLUMNS in order and its parameters by column
+    (``params.<dotted.path>``, nested ones as diff.flatten gives them). ``when`` turns
+    the created, started and ended times (unix seconds) into what the row holds."""
+    for *values, params in store.select(PICKED, **filters):
+        for i in TIMES_AT:
+            values[i] = when(values[i])
+        for i in BOOLEANS_AT:
+            values[i] = None if values[i] is None else bool(values[i])
+        values[TAGS_AT] = json.loads(values[TAGS_AT])
+        yield values, param_values(params)
+
+
+def param_values(params: str | None) -> dict[str, Any]:
+    """Parameters as stored (JSON text) by their flat column, ``params.<dotted.path>``."""
+    return {PARAMS + path: value for path, value in flatten(json.loads(params)).items()} if params else {}
+
+
+def param_columns(store: Store, **filters: Any) -> list[str]:
+    """The ``params.`` columns of the records ``filters`` select, in order of first
+    appearance; from each distinct parameters text once."""
+    names: dict[str, None] = {}
+    for params in store.distinct("params", **filters):
+        names.update(dict.fromkeys(param_values(params)))
+    return list(names)
+
+
+def flat_dict(values: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A flat row (of flat_rows) as one dict: COLUMNS, then ``params.<path>`` for each parameter."""
+    return {**dict(zip(COLUMNS, values)), **params}
 
 
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -124,7 +139,7 @@ def records(
     home: str | Path | None = None,
     frame: bool | None = None,
 ) -> list[dict[str, Any]] | pandas.DataFrame:
-    """The records, newest first, each a flat row (see flat_record), with the filters of
+    """The records, newest first, each a flat row (see flat_rows), with the filters of
     ``simtui list``: every tag of ``tags``, ``state``, ``host``, full-text ``search``
     (words or "quoted phrases" in command, tags, reason, notes), created ``since`` (unix
     seconds, a datetime, a timedelta ago, or text as ``--since`` takes: ``2d``,
@@ -144,7 +159,7 @@ def records(
         when = utc_time if pd is not None else iso_time
         store = Store.open(path)
         try:
-            rows = [flat_record(record, when) for record in store.find(**filters)]
+            rows = [flat_dict(*flat) for flat in flat_rows(store, when, **filters)]
         finally:
             store.close()
     return rows if pd is None else data_frame(rows, pd)

@@ -1,5 +1,9 @@
 """Records and their events: insert, update, look up by label prefix, find with filters.
 
+Reads stream: ``find`` and ``select`` read from the cursor as they are iterated, and
+``select`` reads only the columns asked for (a list's small ones, never the bulky
+JSON it does not show); ``snapshot`` makes several passes agree.
+
 Every write is one ``BEGIN IMMEDIATE`` transaction (see db.write_transaction), so
 a tag or a comment added by one process never overwrites another's. Each change
 of state, tag or comment also lands in ``events`` with its own timestamp.
@@ -7,21 +11,23 @@ of state, tag or comment also lands in ``events`` with its own timestamp.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from simtui.errors import AmbiguousLabel, UnknownLabel, UsageError
 from simtui.model import JobState, Record, RecordEvent
 from simtui.provenance import packages_sha256
 from simtui.store.db import connect, path_of, sqlite_utils_on, translated, write_transaction
+from simtui.textsafe import one_line
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -34,6 +40,43 @@ MAX_CANDIDATES = 10
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _TERM = re.compile(r'"([^"]*)"?|(\S+)')  # a "quoted phrase" or a word
+
+
+# What a list of records shows: small columns, read without the bulky ones.
+LISTED = ("label", "state", "host", "created", "duration", "tags", "command")
+
+# The length of tags joined by ", ", in SQL, from their JSON as stored (json_text):
+# '["a", "b"]' less two brackets and two quotes, then two quotes for each '", "' (which
+# becomes ", "); tags_length() where an item holds an escape or a character not ASCII.
+_TAGS_LENGTH = ("case when tags is null or tags = '[]' then 0 "
+                "when instr(tags, '\\') or length(tags) != length(cast(tags as blob)) then tags_length(tags) "
+                "else length(tags) - 4 - (length(tags) - length(replace(tags, '\", \"', ''))) / 2 end")
+
+
+class Listed(NamedTuple):
+    """A record as a list of records shows it (LISTED)."""
+
+    label: str
+    state: JobState
+    host: str
+    created: float | None
+    duration: float | None
+    tags: list[str]
+    command: str
+
+
+class Extent(NamedTuple):
+    """Of some records (Store.extent): how many, the longest one-line text of each
+    LISTED text column (tags joined by ", "), the range (min, max) of created and duration."""
+
+    count: int
+    label: int
+    state: int
+    host: int
+    command: int
+    tags: int
+    created: tuple[float | None, float | None]
+    duration: tuple[float | None, float | None]
 
 
 class Store:
@@ -85,61 +128,69 @@ class Store:
         """The record whose label is, or uniquely starts with, ``label``."""
         found = self.resolve(label)
         with translated(self.path):
-            return self._record(next(self._query("select * from records where label = ?", [found])))
+            row = self.conn.execute(f"select {', '.join(COLUMNS)} from records where label = ?", [found]).fetchone()
+        return self._record(row)
 
-    def find(
-        self,
-        *,
-        tags: Iterable[str] = (),
-        state: JobState | str | None = None,
-        host: str | None = None,
-        search: str | None = None,
-        since: float | None = None,
-        limit: int | None = 50,
-    ) -> Iterator[Record]:
-        """Records newest first; every filter given must hold (each of ``tags`` too).
+    def find(self, **filters: Any) -> Iterator[Record]:
+        """Whole records, newest first, read as iterated; ``filters`` as for ``selection``."""
+        for row in self.select(COLUMNS, **filters):
+            yield self._record(row)
 
-        ``search`` is full-text over command, tags, reason and notes: each word
-        must appear, or each "quoted phrase" (taken literally, not as FTS operators).
-        """
-        where: list[str] = []
-        args: dict[str, Any] = {}
-        match: list[str] = []  # full-text terms: they narrow the rows cheaply, before exact tests
-        for i, tag in enumerate(tags):
-            where.append(f"exists (select 1 from json_each(records.tags) where value = :tag{i})")
-            args[f"tag{i}"] = tag
-            if any(c.isalnum() for c in tag):  # a tag without words has no full-text terms
-                match.append(f"tags : {_fts_string(tag)}")
-        if state is not None:
-            where.append("state = :state")
-            args["state"] = JobState(state).value
-        if host is not None:
-            where.append("host = :host")
-            args["host"] = host
-        if since is not None:
-            where.append("created >= :since")
-            args["since"] = since
-        terms = [phrase or word for phrase, word in _TERM.findall(search or "")]
-        if any(terms):
-            match.append("({})".format(" ".join(_fts_string(t) for t in terms if t)))
-        if match:
-            # "+rowid": walk the records newest first testing membership, rather than
-            # fetch and sort every match (a common word matches most records)
-            where.append("+rowid in (select rowid from records_fts where records_fts match :match)")
-            args["match"] = " AND ".join(match)
-        sql = "select * from records"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by created desc, rowid desc"
-        if limit is not None:
-            sql += " limit :limit"
-            args["limit"] = limit
-        return self._records(sql, args)
-
-    def _records(self, sql: str, args: Any) -> Iterator[Record]:
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see the records as they were at the first of them (one read
+        transaction): several passes over the records agree whatever others write."""
         with translated(self.path):
-            for row in self._query(sql, args):
-                yield self._record(row)
+            self.conn.execute("begin")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("rollback")
+
+    def select(self, columns: Sequence[str], **filters: Any) -> Iterator[tuple[Any, ...]]:
+        """Of the records ``filters`` select (see ``selection``), newest first, the values
+        of ``columns`` (names, or SQL expressions over one record) as SQLite holds them
+        (JSON columns as text): one tuple a record, read from the cursor as iterated."""
+        sql, args = selection(columns, **filters)
+        with translated(self.path):
+            yield from self.conn.execute(sql, args)
+
+    def listed(self, **filters: Any) -> Iterator[Listed]:
+        """The records as a list shows them (LISTED), newest first; ``filters`` as for ``selection``."""
+        for label, state, host, created, duration, tags, command in self.select(LISTED, **filters):
+            yield Listed(label, JobState(state), host, created, duration, json.loads(tags) if tags else [], command)
+
+    def extent(self, **filters: Any) -> Extent:
+        """Over the records ``filters`` select: how long their LISTED texts get as one
+        line (textsafe.one_line; tags joined by ", ") and the range of their created
+        and duration; one pass of SQLite over their small columns."""
+        self.conn.create_function("one_line_length", 1, _one_line_length, deterministic=True)
+        self.conn.create_function("tags_length", 1, _tags_length, deterministic=True)
+        # labels and states are simtui's own plain text; a host or a command is anyone's
+        lengths = ["max(length(label))", "max(length(state))", "max(one_line_length(host))",
+                   "max(one_line_length(command))"]
+        count, *lengths, first, last, shortest, longest = self.aggregate(
+            ["count(*)", *lengths, f"max({_TAGS_LENGTH})", "min(created)", "max(created)", "min(duration)",
+             "max(duration)"], LISTED, **filters)
+        return Extent(count, *(length or 0 for length in lengths), (first, last), (shortest, longest))
+
+    def distinct(self, column: str, **filters: Any) -> Iterator[Any]:
+        """Each distinct value of ``column`` (a name, or an SQL expression over one
+        record) of the records ``filters`` select (see ``selection``), once, in order of
+        its first appearance among them newest first."""
+        inner, args = selection([f"{column} as value", "row_number() over (order by created desc, rowid desc) as n"],
+                                ordered=False, **filters)
+        with translated(self.path):
+            for (value,) in self.conn.execute(f"select value from ({inner}) group by value order by min(n)", args):
+                yield value
+
+    def aggregate(self, expressions: Sequence[str], over: Sequence[str], **filters: Any) -> tuple[Any, ...]:
+        """SQL aggregates (``max(updated)``) over columns ``over`` of the records
+        ``filters`` select (see ``selection``): one tuple."""
+        inner, args = selection(over, ordered=False, **filters)
+        with translated(self.path):
+            return self.conn.execute(f"select {', '.join(expressions)} from ({inner})", args).fetchone()
 
     def events(self, label: str) -> list[RecordEvent]:
         found = self.resolve(label)
@@ -231,7 +282,7 @@ class Store:
             if name == "state":
                 value = value.value
             elif name in JSON_COLUMNS and value is not None:
-                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                value = json_text(value)
             row[name] = value
         return row
 
@@ -242,20 +293,92 @@ class Store:
         self.db["packages"].insert({"sha256": digest, "packages": json.dumps(packages)}, ignore=True)
         return rest
 
-    def _record(self, row: dict[str, Any]) -> Record:
-        values = {k: (json.loads(v) if k in JSON_COLUMNS else v) for k, v in row.items() if v is not None}
+    def _record(self, row: Sequence[Any]) -> Record:
+        """The record of a row of COLUMNS (NULL: the field's default), its package list
+        read (once per list)."""
+        values = {k: (json.loads(v) if k in JSON_COLUMNS else v) for k, v in zip(COLUMNS, row) if v is not None}
         values["state"] = JobState(values["state"])
         environment = values.get("environment")
         if environment and "packages_sha256" in environment:
-            environment["packages"] = self._package_list(environment["packages_sha256"])
+            environment["packages"] = self.packages(environment["packages_sha256"])
         return Record(**values)
 
-    def _package_list(self, digest: str) -> dict[str, str]:
+    def packages(self, digest: str) -> dict[str, str]:
+        """The package list stored by its sha256 ({} when there is none), read once."""
         if digest not in self._packages:
             with translated(self.path):
                 row = self.conn.execute("select packages from packages where sha256 = ?", [digest]).fetchone()
             self._packages[digest] = json.loads(row[0]) if row else {}
         return self._packages[digest]
+
+
+def selection(
+    columns: Sequence[str],
+    *,
+    tags: Iterable[str] = (),
+    state: JobState | str | None = None,
+    host: str | None = None,
+    search: str | None = None,
+    since: float | None = None,
+    limit: int | None = 50,
+    ordered: bool = True,
+) -> tuple[str, dict[str, Any]]:
+    """SQL (and its arguments) for ``columns`` of the records newest first of which
+    every filter given holds (each of ``tags`` too); at most ``limit`` (None: all).
+    Without ``ordered`` (for aggregates) they come in any order, unless a limit picks
+    the newest.
+
+    ``search`` is full-text over command, tags, reason and notes: each word must
+    appear, or each "quoted phrase" (taken literally, not as FTS operators).
+    """
+    where: list[str] = []
+    args: dict[str, Any] = {}
+    match: list[str] = []  # full-text terms: they narrow the rows cheaply, before exact tests
+    for i, tag in enumerate(tags):
+        where.append(f"exists (select 1 from json_each(records.tags) where value = :tag{i})")
+        args[f"tag{i}"] = tag
+        if any(c.isalnum() for c in tag):  # a tag without words has no full-text terms
+            match.append(f"tags : {_fts_string(tag)}")
+    if state is not None:
+        where.append("state = :state")
+        args["state"] = JobState(state).value
+    if host is not None:
+        where.append("host = :host")
+        args["host"] = host
+    if since is not None:
+        where.append("created >= :since")
+        args["since"] = since
+    terms = [phrase or word for phrase, word in _TERM.findall(search or "")]
+    if any(terms):
+        match.append("({})".format(" ".join(_fts_string(t) for t in terms if t)))
+    if match:
+        # "+rowid": walk the records newest first testing membership, rather than
+        # fetch and sort every match (a common word matches most records)
+        where.append("+rowid in (select rowid from records_fts where records_fts match :match)")
+        args["match"] = " AND ".join(match)
+    sql = f"select {', '.join(columns)} from records"
+    if where:
+        sql += " where " + " and ".join(where)
+    if ordered or limit is not None:
+        sql += " order by created desc, rowid desc"
+    if limit is not None:
+        sql += " limit :limit"
+        args["limit"] = limit
+    return sql, args
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: as ``json.dumps`` writes it by default, but for non-ASCII
+    characters, kept as they are; so an export can copy it as it is."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _one_line_length(text: str) -> int:
+    return len(text) if text.isascii() and text.isprintable() else len(one_line(text))  # one_line keeps such text
+
+
+def _tags_length(tags: str) -> int:
+    return len(one_line(", ".join(json.loads(tags))))
 
 
 def _fts_string(text: str) -> str:

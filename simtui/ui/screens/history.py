@@ -1,4 +1,5 @@
-"""Every record, newest first, searchable (full text over command, tags, reason, notes)."""
+"""Every record, newest first, searchable (full text over command, tags, reason, notes);
+the newest SHOWN, read from their small columns alone."""
 
 from __future__ import annotations
 
@@ -47,15 +48,14 @@ class HistoryScreen(BackScreen):
         self.app.spawn(self, self._fill(words.strip()), group="search", exclusive=True)
 
     async def _fill(self, words: str) -> None:
-        records = list(self.app.store.find(search=words or None, limit=SHOWN))
         table = self.query_one(DataTable)
         table.clear()
-        for r in records:
+        for r in self.app.store.listed(search=words or None, limit=SHOWN):  # the small columns only
             table.add_row(
                 Text(r.label), Text(r.state.value, STATE_STYLE[r.state]), Text(r.host),
                 Text(when(r.created, seconds=False) or ""), Text(duration(r.duration) or "", justify="right"),
                 Text(one_line(", ".join(r.tags)), "cyan"), Text.from_ansi(one_line(r.command, colour=True)),
                 key=r.label,
             )
-        found = f"{len(records)}{'+' if len(records) == SHOWN else ''} records"
+        found = f"{table.row_count}{'+' if table.row_count == SHOWN else ''} records"
         table.border_title = Content(f"History · {found}" + (f" matching {words!r}" if words else ""))
