@@ -4,9 +4,11 @@ one JSON line per interval) against a new probe command per poll.
 The probe command a poll-per-command tool runs is PROBE (four /proc files and a
 ``df``). Host CPU per sample:
 
-- agent: the agent's own utime+stime from /proc/PID/stat (10 ms ticks) and its
-  exact run time (/proc/PID/task/*/schedstat); then with what the connection's
-  sshd processes spent relaying its lines;
+- agent: its own CPU time over N samples, at the default interval (2 s, as the
+  server samples) and at 50 ms, and the ratio of the two: utime+stime from
+  /proc/PID/stat (in 10 ms ticks: over N samples, a resolution of 10/N ms) and its
+  exact run time (/proc/PID/task/*/schedstat, the same clock without the ticks);
+  then with what the connection's sshd processes spent relaying its lines;
 - exec per poll on a warm asyncssh connection: the login shell and PROBE's
   processes (their rusage, collected by a wrapper that runs ``$SHELL -c PROBE``
   as sshd does and reaps it) plus the connection's sshd processes' run time;
@@ -16,7 +18,7 @@ The probe command a poll-per-command tool runs is PROBE (four /proc files and a
 Wall time to sample 8 hosts: for the agents, from the tick (every agent samples
 on multiples of the interval) to the 8th line received; for the baselines, 8
 polls started at once until all 8 answered; and the one-shot ``probe_hosts``.
-"""
+``--smoke``: a quick run (under 20 s) of every row, with few samples."""
 
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import arguments, Timings, measure, ms, sshd_lab
+from bench.common import arguments, clean_hosts, Timings, measure, ms, sshd_lab
 from bench.ssh import openssh
+from simtui.config import Defaults
 from simtui.engine.sampler import probe_hosts
 from simtui.hosts import Host, open_host
 from simtui.model import Sample
@@ -45,8 +48,10 @@ REAP = (
     "print(usage.ru_utime + usage.ru_stime)\n"
 )
 TICK = os.sysconf("SC_CLK_TCK")
+AGENT_CACHE = Defaults().cache_dir.removeprefix("~/")  # where the agent was uploaded: removed at the end
 TARGET_CPU = 0.5e-3  # seconds of host CPU per sample, at most
 TARGET_WALL = 50e-3  # seconds to sample 8 hosts, under
+TARGET_RATIO = 2.0  # an agent's CPU per sample at the default interval, against at 50 ms: at most
 
 
 # -- host CPU counters -----------------------------------------------------------
@@ -91,6 +96,7 @@ def agent_process(sshd_host) -> psutil.Process:
 
 
 async def agent_cpu(sshd_host, samples: int, interval: float) -> dict[str, float]:
+    """Seconds of host CPU per sample of an agent sampling every ``interval``."""
     async with open_host(sshd_host.spec) as host, contextlib.aclosing(host.readings(interval)) as stream:
         await anext(stream)  # facts
         await anext(stream)  # start-up is done: count from here
@@ -102,9 +108,9 @@ async def agent_cpu(sshd_host, samples: int, interval: float) -> dict[str, float
         after = own_ticks(agent), run_ns([agent]), run_ns(sessions)
     ticks, agent_ns, sessions_ns = (b - a for a, b in zip(before, after))
     return {
-        "agent (utime+stime ticks)": ticks / TICK / samples,
-        "agent (schedstat)": agent_ns / 1e9 / samples,
-        "agent + its sshd relay": (agent_ns + sessions_ns) / 1e9 / samples,
+        "utime+stime": ticks / TICK / samples,
+        "schedstat": agent_ns / 1e9 / samples,
+        "with its sshd relay": (agent_ns + sessions_ns) / 1e9 / samples,
     }
 
 
@@ -174,9 +180,19 @@ async def wall_times(lab, rounds: int, interval: float) -> list[Timings]:
 # -- report -------------------------------------------------------------------------------
 
 
-def report_cpu(cpu: dict[str, float], samples: int) -> None:
-    agent = cpu["agent (schedstat)"]
-    print(f"host CPU per sample (agent: {samples} samples; target <= {ms(TARGET_CPU).strip()})")
+def report_agent(default: dict[str, float], fast: dict[str, float], counts: tuple[int, int],
+                 intervals: tuple[float, float]) -> None:
+    print(f"agent CPU per sample at the default interval ({intervals[0]:g} s, n={counts[0]}) against at "
+          f"{intervals[1] * 1000:g} ms (n={counts[1]}); target: within {TARGET_RATIO:g}x")
+    for what in default:
+        ratio = f"{default[what] / fast[what]:6.2f}x" if fast[what] else "    n/a"
+        print(f"  {what:<22} {ms(default[what])}  vs {ms(fast[what])}  {ratio}")
+    print(f"  (utime+stime counts 10 ms ticks: +-{10 / counts[0]:.2f} and +-{10 / counts[1]:.2f} ms a sample "
+          "here; schedstat is the same clock, exact)")
+
+
+def report_cpu(cpu: dict[str, float], agent: float) -> None:
+    print(f"host CPU per sample (target <= {ms(TARGET_CPU).strip()}; agent: schedstat at the default interval)")
     for what, seconds in cpu.items():
         print(f"  {what:<40} {ms(seconds)}  {seconds / TARGET_CPU:7.2f}x target  {seconds / agent:8.1f}x agent")
 
@@ -190,22 +206,35 @@ def report_wall(walls: list[Timings], hosts: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = arguments("sampling", __doc__)
-    parser.add_argument("--samples", type=int, default=60, help="agent samples for its CPU cost")
-    parser.add_argument("--interval", type=float, default=0.05, help="agent interval for its CPU cost (s)")
+    parser.add_argument("--samples", type=int, default=30, help="agent samples at the default interval")
+    parser.add_argument("--fast-samples", type=int, default=200, help="agent samples at --fast-interval")
+    parser.add_argument("--fast-interval", type=float, default=0.05, help="the short interval (s)")
     parser.add_argument("--polls", type=int, default=20, help="polls per baseline for its CPU cost")
     parser.add_argument("--hosts", type=int, default=8, help="hosts sampled at once")
     parser.add_argument("--rounds", type=int, default=20, help="rounds of sampling every host")
+    parser.add_argument("--smoke", action="store_true", help="a quick run (< 20 s) of every row")
     options = parser.parse_args(argv)
+    if options.smoke:
+        options.samples, options.fast_samples, options.polls, options.hosts, options.rounds = 3, 20, 3, 2, 3
+    intervals = (Defaults().interval, options.fast_interval)
     with sshd_lab(options.hosts, first_address=70) as lab:
         print(f"{options.hosts} sshd hosts on 127.0.0.70+; probe per poll: {PROBE}")
 
-        async def run() -> tuple[dict[str, float], list[Timings]]:
-            cpu = await agent_cpu(lab.hosts[0], options.samples, options.interval)
-            cpu.update(await poll_cpu(lab.hosts[1], options.polls))
-            return cpu, await wall_times(lab, options.rounds, interval=0.25)
+        async def run() -> tuple[dict[str, float], dict[str, float], dict[str, float], list[Timings]]:
+            default = await agent_cpu(lab.hosts[0], options.samples, intervals[0])
+            fast = await agent_cpu(lab.hosts[0], options.fast_samples, intervals[1])
+            polls = await poll_cpu(lab.hosts[1], options.polls)
+            return default, fast, polls, await wall_times(lab, options.rounds, interval=0.25)
 
-        cpu, walls = asyncio.run(run())
-    report_cpu(cpu, options.samples)
+        try:
+            default, fast, polls, walls = asyncio.run(run())
+        finally:
+            clean_hosts(lab, AGENT_CACHE)
+    report_agent(default, fast, (options.samples, options.fast_samples), intervals)
+    agent = default["schedstat"]
+    cpu = {f"agent at {intervals[0]:g} s": agent, f"agent at {intervals[1] * 1000:g} ms": fast["schedstat"],
+           "agent at the default, with its sshd relay": default["with its sshd relay"], **polls}
+    report_cpu(cpu, agent)
     report_wall(walls, options.hosts)
 
 

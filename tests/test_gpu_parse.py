@@ -79,3 +79,13 @@ def test_every_nvml_call_is_none_without_a_driver():
     gpus = agent.open_gpus()
     if isinstance(gpus, agent.NoGpus):
         assert gpus.read() == [] and gpus.facts() == {"gpu_driver": None, "cuda": None}
+
+
+def test_nvml_readings_have_the_fixtures_fields_and_keep_the_identity_asked_once():
+    """Without a driver every reading is None; the fields and the identity are as kept."""
+    raw = json.loads(fixture("nvml-h100.json"))["devices"][0]
+    identity = {"index": 3, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-4a8c"}
+    device = agent.nvml_device(None, identity)
+    assert sorted(device) == sorted(raw) and {k: device[k] for k in identity} == identity
+    (gpu,) = agent.gpus_from_nvml([device])
+    assert (gpu["index"], gpu["name"], gpu["util"], gpu["processes"]) == (3, "NVIDIA H100 80GB HBM3", None, [])

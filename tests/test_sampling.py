@@ -235,6 +235,19 @@ def test_probe_process_exits_when_its_stdin_closes(kind, tmp_path):
         assert_matches_this_machine(sample)
 
 
+def test_the_agents_sampler_follows_the_jobs_dir_once_it_is_made(tmp_path):
+    sampler = agent.ProcSampler(str(tmp_path / "jobs"), agent.NoGpus())
+    before = sampler.sample()
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])  # in hundredths, cut
+    (tmp_path / "jobs").mkdir()
+    after = sampler.sample()
+    assert (before["disk_path"], after["disk_path"]) == (str(tmp_path), str(tmp_path / "jobs"))
+    assert before["uptime"] - 0.01 < uptime <= after["uptime"]  # the same clock as /proc/uptime
+    assert after["cpu_count"] == os.cpu_count() == len(after["cpu_per_core"])
+    assert agent.ProcSampler("~", agent.NoGpus()).sample()["disk_path"] == str(Path.home())
+
+
 async def test_local_sampling_is_sane(tmp_path):
     spec = HostSpec(LOCAL, kind=HostKind.LOCAL, jobs_dir=str(tmp_path / "jobs" / "not-yet"))
     facts, samples = await first_readings(LocalHost(spec), 2)

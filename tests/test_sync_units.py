@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import marshal
 import os
+import stat
 import subprocess
+import sys
 import tarfile
 import time
 
@@ -13,8 +16,8 @@ import pytest
 
 from simtui.engine.project import inside
 from simtui.engine.selection import Patterns, project_files
-from simtui.engine.sync import Plan, plan, scan, tree_sha256
-from simtui.engine.tarstream import tar_chunks
+from simtui.engine.sync import Plan, hash_missing, plan, scan, tree_sha256
+from simtui.engine.tarstream import header, tar_chunks
 from simtui.engine.transfer import data_name
 from simtui.errors import UsageError
 from simtui.hosts import project_helper
@@ -75,23 +78,28 @@ def test_outside_git_every_file_is_sent_minus_excluded(tmp_path):
     assert project_files(tmp_path) == [".simtui/exclude", "a.py", "link.py", "sub/b.py"]
 
 
-def test_scan_hashes_again_only_what_changed_since_the_last_scan(tmp_path):
+def test_scan_keeps_hashes_only_of_what_did_not_change_since_the_last_scan(tmp_path):
     write(tmp_path, {"same.txt": "same", "changed.txt": "before"})
-    old = scan(tmp_path, ["same.txt", "changed.txt", "gone.txt"], {}, 0)
-    assert set(old) == {"same.txt", "changed.txt"}
+    os.symlink("same.txt", tmp_path / "link")
+    old = scan(tmp_path, ["same.txt", "changed.txt", "gone.txt", "link"], {}, 0)
+    assert set(old) == {"same.txt", "changed.txt", "link"} and {e[3] for e in old.values()} == {None}
     known = {path: entry[:3] + ["remembered"] for path, entry in old.items()}
     (tmp_path / "changed.txt").write_text("after!")
     later = time.time_ns() + 10 * 10**9  # a scan well after both files were written
-    new = scan(tmp_path, ["same.txt", "changed.txt"], known, later)
-    assert new["same.txt"][3] == "remembered"
+    new = scan(tmp_path, ["same.txt", "changed.txt", "link"], known, later)
+    assert new["same.txt"][3] == new["link"][3] == "remembered" and new["changed.txt"][3] is None
+    hash_missing(tmp_path, new, ["changed.txt"])
     assert new["changed.txt"][3] == hashlib.sha256(b"after!").hexdigest()
+    hash_missing(tmp_path, old, ["link"])
+    assert old["link"][3] == hashlib.sha256(b"symlink\0same.txt").hexdigest()
 
 
 def test_a_file_changed_just_before_the_last_scan_is_hashed_again(tmp_path):
     write(tmp_path, {"racy.txt": "x"})
     entry = scan(tmp_path, ["racy.txt"], {}, 0)["racy.txt"]
     known = {"racy.txt": entry[:3] + ["remembered"]}
-    assert scan(tmp_path, ["racy.txt"], known, entry[1] + 1)["racy.txt"][3] == entry[3]
+    assert scan(tmp_path, ["racy.txt"], known, entry[1] + 1)["racy.txt"][3] is None
+    assert scan(tmp_path, ["racy.txt"], known, entry[1] + 3 * 10**9)["racy.txt"][3] == "remembered"
 
 
 def test_plan_sends_new_changed_mode_changed_and_stale_files_and_deletes_the_gone():
@@ -133,6 +141,75 @@ def test_the_tar_stream_keeps_contents_modes_and_links_in_big_and_small_chunks(t
         assert tar.extractfile("in/big.bin").read() == (tmp_path / "big.bin").read_bytes()
     assert got["in/tool.sh"].mode == 0o750
     assert got["in/link"].issym() and got["in/link"].linkname == "small.txt"
+
+
+@pytest.mark.parametrize("name,mode,size,mtime,link", [
+    ("pkg/module.py", 0o644, 1234, 1_700_000_000, None),
+    ("tool", 0o4755, 8**11 - 1, 8**11 - 1, None),  # the largest octal fields
+    ("x" * 100, 0o600, 0, 0, None),
+    ("link", 0o777, 0, 5, "../target"),
+    ("x" * 101, 0o644, 1, 1, None),  # from here: a PAX header first, as tarfile writes it
+    ("caf\u00e9.txt", 0o644, 1, 1, None),
+    ("big", 0o644, 8**11, 1, None),
+    ("old", 0o644, 1, -1, None),
+    ("link", 0o777, 0, 5, "t" * 101),
+])
+def test_tar_headers_are_what_tarfile_writes(name, mode, size, mtime, link):
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime, info.size = mode, mtime, size  # a link's size is 0
+    if link is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, link
+    assert header(name, mode, size, mtime, link) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_the_tar_stream_hashes_what_it_holds_and_holds_the_sizes_scanned(tmp_path):
+    write(tmp_path, {"same.txt": "same", "grew.txt": "grown since the scan", "shrank.txt": "ab"})
+    os.symlink("same.txt", tmp_path / "link")
+    scanned = {name: os.lstat(tmp_path / name) for name in ("same.txt", "link")}
+    members = [(tmp_path / name, name, st.st_mode, st.st_size, st.st_mtime_ns) for name, st in scanned.items()]
+    members += [(tmp_path / "grew.txt", "grew.txt", 0o100644, 5, 0), (tmp_path / "shrank.txt", "shrank.txt", 0o100600, 4, 0)]
+    digests: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(tar_chunks(members, None, digests)))) as tar:
+        held = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        assert tar.getmember("shrank.txt").mode == 0o600 and tar.getmember("link").linkname == "same.txt"
+    assert held == {"same.txt": b"same", "grew.txt": b"grown", "shrank.txt": b"ab\0\0"}
+    assert digests == {**{name: hashlib.sha256(data).hexdigest() for name, data in held.items()},
+                       "link": hashlib.sha256(b"symlink\0same.txt").hexdigest()}
+
+
+def receive(root, *frames: bytes, mode: str = "--private") -> subprocess.CompletedProcess:
+    """project_helper's ``receive`` as a host runs it, fed these frames."""
+    source = open(project_helper.__file__).read()
+    stdin = b"".join(b"%016d" % len(frame) + frame for frame in frames)
+    return subprocess.run([sys.executable, "-S", "-c", source, mode, "receive", str(root)], input=stdin,
+                          capture_output=True)
+
+
+def test_receive_deletes_extracts_and_keeps_the_trailers_hashes_in_its_manifest(tmp_path):
+    root = tmp_path / "project"
+    write(root, {"old.txt": "old"})
+    (tmp_path / "tool.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "tool.sh", 0o755)
+    tar = b"".join(tar_chunks([(tmp_path / "tool.sh", "bin/tool.sh")]))
+    done = receive(root, b"v1\0D\0old.txt", tar[:700], tar[700:], b"", b"bin/tool.sh\0cafe")
+    assert done.returncode == 0, done.stderr
+    st = os.lstat(root / "bin/tool.sh")
+    assert done.stdout == f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\0".encode()
+    assert stat.S_IMODE(st.st_mode) == 0o700 and not (root / "old.txt").exists()
+    assert marshal.loads((root / project_helper.MANIFEST).read_bytes()) == {
+        "version": "v1", "files": {"bin/tool.sh": [st.st_size, st.st_mtime_ns, st.st_mode, "cafe"]}}
+
+
+def test_receive_of_a_broken_tar_fails_and_claims_no_file(tmp_path):
+    root = tmp_path / "project"
+    failed = receive(root, b"v2\0D\0gone.txt", b"not a tar archive" * 100, b"", b"x.txt\0beef")
+    assert failed.returncode != 0
+    assert marshal.loads((root / project_helper.MANIFEST).read_bytes()) == {"version": "", "files": {}}
+
+
+def test_receive_of_nothing_changes_nothing(tmp_path):
+    assert receive(tmp_path / "project", b"").returncode == 0
+    assert not (tmp_path / "project").exists()
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../../x", "/etc/passwd", "~/x", ""])

@@ -2,14 +2,16 @@
 
 Each end keeps a manifest, path -> ``[size, mtime_ns, st_mode, sha256]``. Here a
 file is hashed again only when its size or mtime changed since the last scan
-(kept in ``$SIMTUI_HOME/sync/`` with a copy of the host's manifest). The host
-keeps its own, with its own sizes and mtimes, and says which files no longer
-match it (changed behind our back): those are sent again. A sync is two commands
-on the host (project_helper.py), started at once: one says what went stale, and
-sends the manifest unless our copy is of its version; the other then takes the
-deletions and a tar stream of the files to send (or ends, when there are none).
-Only files sync put there are ever deleted: outputs, ``data/`` and ``.venv`` are
-left alone.
+(kept in ``$SIMTUI_HOME/sync/`` with a copy of the host's manifest), and then
+only where the host holds that path (to compare); a file the host lacks is
+hashed as it is read for the tar stream, so a first sync reads every file once.
+The host keeps its own manifest, with its own sizes and mtimes, and says which
+files no longer match it (changed behind our back): those are sent again. A sync
+is two commands on the host (project_helper.py), started at once: one says what
+went stale, and sends the manifest unless our copy is of its version; the other
+then takes the deletions, a tar stream of the files to send, and their sha256
+(or ends, when there is nothing to do). Only files sync put there are ever
+deleted: outputs, ``data/`` and ``.venv`` are left alone.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from simtui.config import simtui_home
 from simtui.engine.project import Project
 from simtui.engine.selection import project_files
 from simtui.engine.tarstream import tar_stream
-from simtui.engine.trees import tree_digest
+from simtui.engine.trees import LINK_PREFIX, tree_digest
 from simtui.hosts import Host
 from simtui.hosts import project_helper as helper
 from simtui.hosts.project import Receiver, tree_state
@@ -75,13 +77,13 @@ class SyncResult:
 def scan(root: Path, paths: list[str], known: Manifest, since_ns: int) -> Manifest:
     """The manifest of ``paths`` under ``root``: sizes, mtimes and modes from
     ``lstat``; hashes from ``known`` where size and mtime are unchanged and the file
-    had not changed close before ``since_ns`` (the last scan's start), else read."""
+    had not changed close before ``since_ns`` (the last scan's start), else None
+    (see ``hash_missing``)."""
     found: Manifest = {}
     prefix = f"{root}{os.sep}"
     for path in paths:
-        full = prefix + path
         try:
-            st = os.lstat(full)
+            st = os.lstat(prefix + path)
         except FileNotFoundError:  # git still lists a tracked file deleted here
             continue
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
@@ -89,13 +91,21 @@ def scan(root: Path, paths: list[str], known: Manifest, since_ns: int) -> Manife
         old = known.get(path)
         trusted = (old is not None and old[SIZE] == st.st_size and old[MTIME] == st.st_mtime_ns
                    and st.st_mtime_ns < since_ns - RACY_NS)
-        found[path] = [st.st_size, st.st_mtime_ns, st.st_mode, old[SHA] if trusted else _hash(full, st.st_mode)]
+        found[path] = [st.st_size, st.st_mtime_ns, st.st_mode, old[SHA] if trusted else None]
     return found
+
+
+def hash_missing(root: Path, manifest: Manifest, paths: Iterable[str]) -> None:
+    """Fill in the sha256 of these paths of the manifest, read from under ``root``."""
+    prefix = f"{root}{os.sep}"
+    for path in paths:
+        entry = manifest[path]
+        entry[SHA] = _hash(prefix + path, entry[MODE])
 
 
 def _hash(path: str, mode: int) -> str:
     if stat.S_ISLNK(mode):
-        return hashlib.sha256(b"symlink\0" + os.fsencode(os.readlink(path))).hexdigest()
+        return hashlib.sha256(LINK_PREFIX + os.fsencode(os.readlink(path))).hexdigest()
     return hash_file(path)
 
 
@@ -185,24 +195,21 @@ async def sync(host: Host, project: Project, progress: Callable[[int, int], None
     try:
         there, local = await asyncio.gather(tree_state(host, where, memory.remote_version),
                                             asyncio.to_thread(look_here))
+        if there.manifest is not None:
+            memory.remote, memory.remote_version = there.manifest, there.version or ""
+        stale = set(there.stale)
+        compare = [path for path, entry in local.items()
+                   if entry[SHA] is None and path in memory.remote and path not in stale]
+        await asyncio.to_thread(hash_missing, project.root, local, compare)
     except BaseException:
         await receiver.nothing()
         raise
-    if there.manifest is not None:
-        memory.remote, memory.remote_version = there.manifest, there.version or ""
-    todo = plan(local, memory.remote, set(there.stale), share=getattr(host.spec, "share", False))
+    todo = plan(local, memory.remote, stale, share=getattr(host.spec, "share", False))
     total = sum(local[path][SIZE] for path in todo.send)
     if not todo:
         await receiver.nothing()
     else:
-        version = secrets.token_hex(8)
-        sent = {path: local[path][SHA] for path in todo.send}
-        gone = {**dict.fromkeys(todo.delete, "D"), **dict.fromkeys(todo.forget, "F")}
-        members = [(project.root / path, path) for path in todo.send]
-        tar = tar_stream(members, progress and (lambda done: progress(done, total))) if todo.send else None
-        stats = await receiver.send(version, gone, sent, tar)
-        memory.remote = helper.updated(memory.remote, list(gone), sent, stats)
-        memory.remote_version = version
+        await _send(receiver, project, local, todo, memory, progress and (lambda done: progress(done, total)))
     newest = max((entry[MTIME] for entry in local.values()), default=0)
     racy = newest >= memory.scanned_ns - RACY_NS  # files were hashed again only for being recent
     if todo or racy or there.manifest is not None or local != memory.local:
@@ -210,3 +217,21 @@ async def sync(host: Host, project: Project, progress: Callable[[int, int], None
         await asyncio.to_thread(memory.save)
     return SyncResult(host.name, folder, len(local), todo.send, todo.delete, total, tree_sha256(local),
                       tuple(tree_entries(local)))
+
+
+async def _send(receiver: Receiver, project: Project, local: Manifest, todo: Plan, memory: Memory,
+                progress: Callable[[int], None] | None) -> None:
+    """Send the plan: each file as scanned (its size then; no second ``lstat``),
+    hashed as it is read for the tar stream; ``local`` and ``memory`` keep that
+    sha256: what the host now holds."""
+    version = secrets.token_hex(8)
+    sent: dict[str, str] = {}
+    gone = {**dict.fromkeys(todo.delete, "D"), **dict.fromkeys(todo.forget, "F")}
+    prefix = f"{project.root}{os.sep}"
+    members = [(prefix + path, path, local[path][MODE], local[path][SIZE], local[path][MTIME]) for path in todo.send]
+    tar = tar_stream(members, progress, sent) if members else None
+    stats = await receiver.send(version, gone, tar, sent)
+    for path, sha in sent.items():
+        local[path][SHA] = sha
+    memory.remote = helper.updated(memory.remote, list(gone), sent, stats)
+    memory.remote_version = version

@@ -33,7 +33,9 @@ except Exception:  # not shipped, or unusable here: GPUs through nvidia-smi, els
     pynvml = None
 
 MIB = 1024 * 1024
+NVML_TEMPERATURE_GPU = getattr(pynvml, "NVML_TEMPERATURE_GPU", 0)
 FIRST_DELTA = 0.2  # seconds: the first sample's CPU % covers at most this long
+BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)  # Linux's; named in Python 3.7+
 SMI_GPU_FIELDS = "index,name,uuid,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
 SMI_APP_FIELDS = "gpu_uuid,pid,used_memory"
 
@@ -50,8 +52,10 @@ def until_next_tick(interval, now, last):
 
 
 def emit(record):
-    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    """One JSON line on stdout, in one write (no buffer to flush)."""
+    line = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode())
+    while line:
+        line = line[os.write(1, line):]
 
 
 def exit_at_eof():
@@ -72,9 +76,13 @@ def busy_percent(before, after):
     return round(100.0 * busy / total, 1) if total > 0 else None
 
 
+def expanded(path):
+    """``path`` with ``~`` expanded, absolute."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def existing_dir(path):
-    """``path`` with ``~`` expanded, or its nearest existing parent."""
-    path = os.path.abspath(os.path.expanduser(path))
+    """``path`` (expanded), or its nearest existing parent."""
     while not os.path.isdir(path):
         path = os.path.dirname(path)
     return path
@@ -83,11 +91,14 @@ def existing_dir(path):
 class ProcSampler:
     """Samples of this Linux host from /proc. The files stay open and are read
     again from their start (pread): no open() per sample; CPU % is measured
-    between one sample and the next."""
+    between one sample and the next. What does not change between samples is
+    worked out once: the disk path expanded, the cores' order; the uptime is a
+    clock (vDSO), not a file."""
 
     def __init__(self, disk, gpus):
-        self.disk, self.gpus = disk, gpus
-        self.files = {name: os.open("/proc/" + name, os.O_RDONLY) for name in ("stat", "meminfo", "loadavg", "uptime")}
+        self.disk, self.gpus = expanded(disk), gpus
+        self.files = {name: os.open("/proc/" + name, os.O_RDONLY) for name in ("stat", "meminfo", "loadavg")}
+        self.names, self.cores = (), []
         self.before = self.cpu_times()
 
     def read(self, name):
@@ -105,11 +116,20 @@ class ProcSampler:
             times[fields[0]] = (total - ticks[3] - ticks[4], total)
         return times
 
+    def core_names(self, before, after):
+        """The cores in both readings, in number order (sorted again only when the
+        cores /proc/stat lists change: CPUs taken offline or brought back)."""
+        names = tuple(after)
+        if names != self.names:
+            self.names = names
+            self.cores = sorted((n for n in names if n != b"cpu"), key=lambda n: int(n[3:]))
+        return [n for n in self.cores if n in before]
+
     def sample(self):
         now = time.time()
         before, after = self.before, self.cpu_times()
         self.before = after
-        cores = sorted((n for n in after if n != b"cpu" and n in before), key=lambda n: int(n[3:]))
+        cores = self.core_names(before, after)
         mem = {key.decode(): int(kib) * 1024 for key, kib in MEMINFO_KEYS.findall(self.read("meminfo"))}
         available = mem.get("MemAvailable", mem["MemFree"] + mem.get("Buffers", 0) + mem.get("Cached", 0))
         disk_path = existing_dir(self.disk)  # follows the jobs dir once it is created
@@ -128,7 +148,7 @@ class ProcSampler:
             "disk_path": disk_path,
             "disk_total": fs.f_blocks * fs.f_frsize,
             "disk_free": fs.f_bavail * fs.f_frsize,
-            "uptime": float(self.read("uptime").split()[0]),
+            "uptime": time.clock_gettime(BOOTTIME),  # /proc/uptime's clock, without a read
             "gpus": self.gpus.read(),
         }
 
@@ -212,7 +232,7 @@ def gpu_process(pid, used_mem):
     """A process holding GPU memory, with its owner and name where /proc shows them."""
     user = name = None
     try:
-        user = pwd.getpwuid(os.stat("/proc/%d" % pid).st_uid).pw_name
+        user = user_name(os.stat("/proc/%d" % pid).st_uid)
         with open("/proc/%d/comm" % pid) as f:
             name = f.read().strip()
     except (OSError, KeyError):
@@ -220,25 +240,39 @@ def gpu_process(pid, used_mem):
     return {"pid": pid, "user": user, "used_mem": used_mem, "name": name}
 
 
-def nvml_device(index, handle):
-    """The raw NVML readings of one GPU (JSON-able: tests keep them as fixtures)."""
+USER_NAMES = {}  # uid -> name: the passwd database is read once per user, not per sample
+
+
+def user_name(uid):
+    if uid not in USER_NAMES:
+        USER_NAMES[uid] = pwd.getpwuid(uid).pw_name
+    return USER_NAMES[uid]
+
+
+def nvml_identity(index, handle):
+    """What NVML says of a GPU that does not change: asked once."""
+    return {"index": index, "name": text(nvml("nvmlDeviceGetName", handle)),
+            "uuid": text(nvml("nvmlDeviceGetUUID", handle))}
+
+
+def nvml_device(handle, identity):
+    """The raw NVML readings of one GPU now, with its identity (JSON-able: tests
+    keep them as fixtures)."""
     util = nvml("nvmlDeviceGetUtilizationRates", handle)
     memory = nvml("nvmlDeviceGetMemoryInfo", handle)
     processes = []
     for call in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
         for proc in nvml(call, handle) or ():
             processes.append({"pid": proc.pid, "usedGpuMemory": getattr(proc, "usedGpuMemory", None)})
-    return {
-        "index": index,
-        "name": text(nvml("nvmlDeviceGetName", handle)),
-        "uuid": text(nvml("nvmlDeviceGetUUID", handle)),
-        "utilization_gpu": getattr(util, "gpu", None),
-        "memory_used": getattr(memory, "used", None),
-        "memory_total": getattr(memory, "total", None),
-        "temperature": nvml("nvmlDeviceGetTemperature", handle, getattr(pynvml, "NVML_TEMPERATURE_GPU", 0)),
-        "power_mw": nvml("nvmlDeviceGetPowerUsage", handle),
-        "processes": processes,
-    }
+    return dict(
+        identity,
+        utilization_gpu=getattr(util, "gpu", None),
+        memory_used=getattr(memory, "used", None),
+        memory_total=getattr(memory, "total", None),
+        temperature=nvml("nvmlDeviceGetTemperature", handle, NVML_TEMPERATURE_GPU),
+        power_mw=nvml("nvmlDeviceGetPowerUsage", handle),
+        processes=processes,
+    )
 
 
 def gpus_from_nvml(devices):
@@ -305,10 +339,14 @@ def smi_facts(banner):
 
 
 class NvmlGpus:
-    """GPUs read in-process through NVML: no new process per sample."""
+    """GPUs read in-process through NVML (started once, by open_gpus): no new
+    process per sample; each GPU's handle and identity are asked once."""
 
     def __init__(self, count):
-        self.handles = [nvml("nvmlDeviceGetHandleByIndex", i) for i in range(count)]
+        self.devices = []
+        for index in range(count):
+            handle = nvml("nvmlDeviceGetHandleByIndex", index)
+            self.devices.append((handle, nvml_identity(index, handle)))
 
     def facts(self):
         return {
@@ -317,7 +355,7 @@ class NvmlGpus:
         }
 
     def read(self):
-        return gpus_from_nvml([nvml_device(i, h) for i, h in enumerate(self.handles)])
+        return gpus_from_nvml([nvml_device(handle, identity) for handle, identity in self.devices])
 
 
 class SmiGpus:

@@ -30,11 +30,14 @@ def cpu_times() -> CpuTimes:
 
 class LocalSampler:
     """Samples of this machine, like agent.ProcSampler: CPU % is measured between
-    one sample and the next; the GPUs are opened once (NVML, else nvidia-smi, else none)."""
+    one sample and the next; what does not change is worked out once: the GPUs
+    opened (NVML, else nvidia-smi, else none), the disk path expanded, the boot time."""
 
     def __init__(self, spec: HostSpec) -> None:
         self.spec = spec
         self.gpus = agent.open_gpus()
+        self.disk = agent.expanded(spec.jobs_dir)
+        self.booted = psutil.boot_time()
         self.before = cpu_times()
 
     def facts(self) -> HostFacts:
@@ -45,7 +48,7 @@ class LocalSampler:
         before, after = self.before, cpu_times()
         self.before = after
         memory, swap = psutil.virtual_memory(), psutil.swap_memory()
-        disk_path = agent.existing_dir(self.spec.jobs_dir)
+        disk_path = agent.existing_dir(self.disk)
         disk = psutil.disk_usage(disk_path)
         cores = [name for name in after if name != "cpu" and name in before]
         return Sample(
@@ -63,7 +66,7 @@ class LocalSampler:
             disk_path=disk_path,
             disk_total=disk.total,
             disk_free=disk.free,
-            uptime=now - psutil.boot_time(),
+            uptime=now - self.booted,
             gpus=tuple(GpuSample.from_dict(g) for g in self.gpus.read()),
             source="psutil",
         )

@@ -52,13 +52,12 @@ async def _call(host: Host, command: str, *args: str) -> str:
     return result.stdout
 
 
-def _records(fields: list[str], width: int) -> dict[str, list]:
-    """Runs of ``width`` fields: path, size, mtime_ns, st_mode (and sha256 where
-    ``width`` is 5) -> path -> [size, mtime_ns, st_mode (, sha256)]."""
+def _manifest(fields: list[str]) -> dict[str, list]:
+    """Runs of path, size, mtime_ns, st_mode, sha256 -> path -> [size, mtime_ns, st_mode, sha256]."""
     found = {}
-    for i in range(0, len(fields), width):
-        path, size, mtime, mode, *sha = fields[i : i + width]
-        found[path] = [int(size), int(mtime), int(mode), *sha]
+    for i in range(0, len(fields), 5):
+        path, size, mtime, mode, sha = fields[i : i + 5]
+        found[path] = [int(size), int(mtime), int(mode), sha]
     return found
 
 
@@ -76,7 +75,7 @@ async def tree_state(host: Host, root: str, known_version: str) -> TreeState:
     if fields[0] == "same":
         return TreeState(None, None, tuple(fields[1:]))
     end = fields.index("", 2)
-    return TreeState(_records(fields[2:end], 5), fields[1], tuple(fields[end + 1 :]))
+    return TreeState(_manifest(fields[2:end]), fields[1], tuple(fields[end + 1 :]))
 
 
 class Receiver:
@@ -86,46 +85,59 @@ class Receiver:
 
     def __init__(self, host: Host, root: str) -> None:
         self.host = host
-        self._header: asyncio.Future[tuple[bytes, AsyncIterator[bytes] | None]] = (
+        self._start: asyncio.Future[tuple[bytes, AsyncIterator[bytes] | None, dict[str, str]] | None] = (
             asyncio.get_running_loop().create_future())
         self._done = asyncio.ensure_future(host.run_with_input(_helper(host, "receive", root), self._input()))
 
     async def _input(self) -> AsyncIterator[bytes]:
-        header, tar = await self._header
+        """The frames project_helper's ``receive`` reads: header, tar, end, trailer."""
+        start = await self._start
+        if start is None:
+            yield _framed(b"")
+            return
+        header, tar, sent = start
         yield _framed(header)
         if tar is not None:
             async for chunk in tar:
-                yield chunk
+                if chunk:
+                    yield _frame_size(len(chunk))
+                    yield chunk
+        yield _framed(b"")
+        yield _framed(os.fsencode(SEP.join(item for pair in sent.items() for item in pair)))
 
-    async def send(self, version: str, gone: dict[str, str], sent: dict[str, str],
-                   tar: AsyncIterator[bytes] | None) -> dict[str, list]:
+    async def send(self, version: str, gone: dict[str, str], tar: AsyncIterator[bytes] | None,
+                   sent: dict[str, str]) -> dict[str, list]:
         """The sync's header (the new ``version``; ``gone``: path -> ``D`` to delete
-        or ``F`` to forget; ``sent``: path -> sha256) and its tar stream (None:
-        nothing to extract); returns the ``[size, mtime_ns, st_mode]`` of each file
-        sent, as the host sees them."""
+        or ``F`` to forget), its tar stream (None: no files) and ``sent``: path ->
+        sha256 of each file in it, complete once the stream has ended (the stream
+        may fill it as it goes). Returns the ``[size, mtime_ns, st_mode]`` of each
+        file sent, as the host sees them."""
         fields = [version]
         for path, kind in gone.items():
             fields += [kind, path]
-        for path, sha in sent.items():
-            fields += ["S", path, sha]
-        self._header.set_result((os.fsencode(SEP.join(fields)), tar))
+        self._start.set_result((os.fsencode(SEP.join(fields)), tar, sent))
         result = await self._done
         if not result.ok:
             raise _failed(self.host, "receive", result.exit_status, result.stderr)
-        return _records(result.stdout.split(SEP)[:-1], 4)
+        numbers = [int(field) for field in result.stdout.split(SEP)[:-1]]
+        return {path: numbers[i : i + 3] for i, path in zip(range(0, len(numbers), 3), sent)}
 
     async def nothing(self) -> None:
         """Nothing to send: the command ends without a change (and without a word,
         if it could not even start)."""
-        if not self._header.done():
-            self._header.set_result((b"", None))
+        if not self._start.done():
+            self._start.set_result(None)
         with contextlib.suppress(SimtuiError):
             await self._done
 
 
-def _framed(header: bytes) -> bytes:
-    """A header as project_helper reads it: its length in ASCII digits, then it."""
-    return b"%0*d" % (project_helper.HEADER_DIGITS, len(header)) + header
+def _framed(data: bytes) -> bytes:
+    """A frame as project_helper reads it: its length in ASCII digits, then it."""
+    return _frame_size(len(data)) + data
+
+
+def _frame_size(size: int) -> bytes:
+    return b"%0*d" % (project_helper.HEADER_DIGITS, size)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

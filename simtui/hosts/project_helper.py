@@ -23,18 +23,20 @@ Commands:
 - ``state ROOT VERSION``: ``same`` (the caller's copy is current) or ``full``,
   the version and the manifest (path, size, mtime_ns, st_mode, sha256 a file),
   ended by an empty field; then the paths that no longer match it;
-- ``receive ROOT``: stdin is a header (its length in 16 ASCII digits, then the
-  new version and records: ``D path`` delete, ``F path`` forget, ``S path
-  sha256`` sent) and then, when anything is sent, a tar stream for ``tar -x``;
-  prints each sent file's path, size, mtime_ns and st_mode as the host sees it
-  (an empty header: nothing to do);
+- ``receive ROOT``: stdin is frames, each its length in 16 ASCII digits, then
+  it: a header (the new version and records: ``D path`` delete, ``F path``
+  forget; an empty header: nothing to do, nothing follows), then the tar stream
+  for ``tar -x`` in frames, ended by an empty one, then the trailer (``path
+  sha256`` of each file in the tar: the caller hashes them as it reads them for
+  the stream, so they come after it). Prints each sent file's size, mtime_ns
+  and st_mode as the host sees it, in the trailer's order;
 - ``run-tree ROOT LABEL``: make the run's own folder ``ROOT/.simtui-runs/LABEL``
   from a tree on stdin (the same header framing as ``receive``; records ``F path
   mode sha256`` and ``L path mode target``): files are copied from the synced
   files that the manifest says hold that content, each hashed again on the way;
   links are made; ``data`` and ``.venv`` of the project folder are linked in.
   Prints the paths it could not copy: ``run-fill`` then takes them as a tar
-  stream. The folder is built under a temporary name and appears whole;
+  stream (unframed). The folder is built under a temporary name and appears whole;
 - ``where ROOT PATH``: JSON: whether PATH stays inside ROOT (its parent's
   realpath), what it is (file, dir, link or missing), its files and bytes;
 - ``hashes ROOT PATH...``: JSON: each path's size and sha256 where it is a regular
@@ -45,7 +47,6 @@ Commands:
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
@@ -113,9 +114,13 @@ def state(root: str, known: str) -> str:
 
 
 def _header() -> list:
-    """The NUL-separated fields of a header on stdin (16 ASCII digits of length first)."""
-    size = int(_read_exactly(0, HEADER_DIGITS))
+    """The NUL-separated fields of a frame on stdin (see ``receive``)."""
+    size = _frame_size()
     return os.fsdecode(_read_exactly(0, size)).split(SEP) if size else []
+
+
+def _frame_size() -> int:
+    return int(_read_exactly(0, HEADER_DIGITS))
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -123,7 +128,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
     while len(data) < size:
         more = os.read(fd, size - len(data))
         if not more:
-            raise SystemExit("the header ended early")
+            raise SystemExit("the input ended early")
         data += more
     return data
 
@@ -142,12 +147,15 @@ def _remove(root: str, path: str) -> None:
         folder = os.path.dirname(folder)
 
 
-def _owner_only(path: str) -> None:
+def _owner_only(path: str, st=None) -> int:
     """Under --private: drop the group and other bits (and setuid, setgid, sticky)
-    of a file or folder; never of a link, whose mode means nothing."""
-    st = os.lstat(path)
-    if PRIVATE and (st.st_mode & 0o170000) != 0o120000 and st.st_mode & 0o7777 & ~OWNER:
-        os.chmod(path, st.st_mode & OWNER)
+    of a file or folder (``st``: its lstat, when at hand); never of a link, whose
+    mode means nothing. Returns the st_mode it has then."""
+    mode = (st or os.lstat(path)).st_mode
+    if PRIVATE and (mode & 0o170000) != 0o120000 and mode & 0o7777 & ~OWNER:
+        os.chmod(path, mode & OWNER)
+        return mode & 0o170000 | mode & OWNER
+    return mode
 
 
 def _close(root: str) -> None:
@@ -167,64 +175,113 @@ def _close(root: str) -> None:
 
 
 def _untar(root: str) -> int:
-    """``tar -x`` of the rest of stdin into ``root``; its exit status. Modes are
+    """``tar -x`` of the rest of stdin into ``root``; its exit status."""
+    return _status(_spawn_tar(root, 0))
+
+
+def _untar_frames(root: str) -> int:
+    """``tar -x`` into ``root`` of the framed tar stream on stdin (nothing when it
+    is empty); tar's exit status, never 0 where tar stopped reading before the
+    stream's end (the rest of stdin is then left unread)."""
+    size = _frame_size()
+    if not size:
+        return 0
+    reader, writer = os.pipe()
+    pid = _spawn_tar(root, reader)
+    try:
+        while size:
+            _pass_on(size, writer)
+            size = _frame_size()
+    except BrokenPipeError:
+        os.close(writer)
+        return _status(pid) or 1
+    os.close(writer)
+    return _status(pid)
+
+
+def _spawn_tar(root: str, stdin: int) -> int:
+    """Start ``tar -x`` into ``root`` reading ``stdin`` (closed here). Modes are
     kept (``-p``) unless --private: then the umask (077) takes their group and
     other bits; _owner_only makes sure where tar runs as root and keeps them anyway."""
     argv = ["tar", "-x", "--no-same-owner", "-f", "-", "-C", root]
     if not PRIVATE:
         argv.insert(2, "-p")
-    try:
-        pid = os.posix_spawnp("tar", argv, os.environ)  # no subprocess module: it costs its import
+    moves = [(os.POSIX_SPAWN_DUP2, stdin, 0)] if stdin else []
+    try:  # no subprocess module: it costs its import
+        return os.posix_spawnp("tar", argv, os.environ, file_actions=moves)
     except OSError as err:
         raise SystemExit(f"cannot run tar: {err}") from None
+    finally:
+        if stdin:
+            os.close(stdin)
+
+
+def _status(pid: int) -> int:
     status = os.waitpid(pid, 0)[1]
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+def _pass_on(size: int, out: int) -> None:
+    """``size`` bytes from stdin to ``out``."""
+    while size:
+        data = memoryview(os.read(0, min(size, 1 << 20)))
+        if not data:
+            raise SystemExit("the input ended early")
+        size -= len(data)
+        while data:
+            data = data[os.write(out, data):]
+
+
 def receive(root: str) -> str:
     """Apply a sync: deletions first (a file may become a folder), then the tar
-    stream on stdin, then the manifest. Exits non-zero when tar fails. An empty
-    header (the caller started this early, then found nothing to do) changes nothing."""
+    stream, then the manifest. Exits non-zero when tar fails. An empty header (the
+    caller started this early, then found nothing to do) changes nothing."""
     fields = _header()
     if not fields:
         return ""
     version, *fields = fields
     os.makedirs(root, exist_ok=True)
     _close(root)
-    gone, sent = [], {}
+    gone = []
     records = iter(fields)
     for kind in records:
         path = safe(next(records))
-        if kind == "S":
-            sent[path] = next(records)
-        else:
-            gone.append(path)
-            if kind == "D":
-                _remove(root, path)
-    failed = _untar(root) if sent else 0
-    if PRIVATE and sent and not failed:
-        _private_paths(root, sent)
-    stats = {} if failed else {path: _stat(os.path.join(root, path)) for path in sent}
-    files = updated(_load(root)[1], gone, {} if failed else sent, stats)
+        gone.append(path)
+        if kind == "D":
+            _remove(root, path)
+    failed = _untar_frames(root)
+    sent = {} if failed else _trailer()
+    stats = {path: _settled(root, path) for path in sent}
+    if PRIVATE:
+        _private_folders(root, sent)
+    files = updated(_load(root)[1], gone, sent, stats)
     tmp = os.path.join(root, MANIFEST + ".tmp")
     with open(tmp, "wb") as file:
         file.write(marshal.dumps({"version": "" if failed else version, "files": files}))
     os.replace(tmp, os.path.join(root, MANIFEST))
     if failed:
         raise SystemExit(failed)
-    out = []
-    for path, entry in stats.items():
-        out += [path, *map(str, entry)]
-    return SEP.join(out) + SEP if out else ""
+    return "".join(f"{size}{SEP}{mtime}{SEP}{mode}{SEP}" for size, mtime, mode in stats.values())
 
 
-def _private_paths(root: str, paths) -> None:
-    """Owner-only modes for these paths under ``root`` and the folders that hold them."""
+def _trailer() -> dict:
+    """path -> sha256 of each file the tar stream held."""
+    records = iter(_header())
+    return {safe(path): next(records) for path in records}
+
+
+def _settled(root: str, path: str) -> list:
+    """A file just extracted, owner-only under --private (see _owner_only): its
+    ``[size, mtime_ns, st_mode]``, from one ``lstat``."""
+    full = os.path.join(root, path)
+    st = os.lstat(full)
+    return [st.st_size, st.st_mtime_ns, _owner_only(full, st)]
+
+
+def _private_folders(root: str, paths) -> None:
+    """Owner-only modes for the folders under ``root`` that hold these paths."""
     folders = set()
     for path in paths:
-        full = os.path.join(root, path)
-        if os.path.lexists(full):
-            _owner_only(full)
         folder = os.path.dirname(path)
         while folder and folder not in folders:
             folders.add(folder)
@@ -243,6 +300,8 @@ def _run_dirs(root: str, label: str) -> tuple:
 
 def _copy(source: str, target: str, sha: str) -> bool:
     """Copy ``source`` to ``target`` when its content has this sha256, keeping its mtime."""
+    import hashlib  # here, as json and socket below: sync's commands start without them
+
     digest = hashlib.sha256()
     tmp = target + ".simtui-tmp"
     try:
@@ -346,6 +405,7 @@ def count_files(target: str) -> tuple:
 
 
 def hashes(root: str, paths: list) -> str:
+    import hashlib
     import json
     import stat
 
@@ -419,3 +479,5 @@ def main(argv: list) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    sys.stdout.flush()
+    os._exit(0)  # the answer is out: tearing the interpreter down (a manifest of many files) only delays it
