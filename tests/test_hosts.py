@@ -88,6 +88,19 @@ async def test_ssh_alias_from_an_openssh_config(lab, tmp_path):
         assert (await host.check(["whoami"])).strip() == h.user
 
 
+@pytest.mark.parametrize("config_text,cipher", [
+    ("", "aes128-gcm@openssh.com"),  # AES-GCM first: cheaper a packet for asyncssh than chacha20
+    ("Host *\n  Ciphers aes256-ctr\n", "aes256-ctr"),  # the user's choice stands
+    ("Include {include}\n", "aes192-ctr"),  # ... wherever the config says it
+], ids=["none-set", "set", "included"])
+async def test_ciphers_are_the_users_where_the_ssh_config_chooses(lab, tmp_path, config_text, cipher):
+    (tmp_path / "included").write_text("Ciphers aes192-ctr\n")
+    (tmp_path / "ssh_config").write_text(config_text.format(include=tmp_path / "included"))
+    spec = dataclasses.replace(lab.hosts[0].spec, ssh_config=str(tmp_path / "ssh_config"))
+    async with open_host(spec) as host:
+        assert host._conn.get_extra_info("send_cipher") == cipher
+
+
 # -- errors, each against a real sshd --------------------------------------
 
 

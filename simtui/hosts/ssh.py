@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
@@ -32,6 +33,10 @@ from simtui.model import HostSpec
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
 STREAM_WINDOW = 8 << 20  # SSH flow-control window for streams (asyncssh default: 2 MiB)
+# Offered first unless the user's ssh config chooses its Ciphers: with AES-NI they
+# cost asyncssh far less a packet than its first choice, chacha20 (about a tenth of
+# a first sync's time); asyncssh's own list follows.
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 class SshHost(Host):
@@ -79,7 +84,23 @@ class SshHost(Host):
         if spec.identity:
             options["client_keys"] = [os.path.expanduser(spec.identity)]
             options["agent_path"] = None
+        if not self._config_sets("Ciphers", options["config"]):
+            default = [alg.decode() for alg in asyncssh.encryption.get_default_encryption_algs()]
+            options["encryption_algs"] = [*FAST_CIPHERS, *(alg for alg in default if alg not in FAST_CIPHERS)]
         return options
+
+    def _config_sets(self, option: str, paths: list[str]) -> bool:
+        """Whether the ssh config files say ``option`` for this host (as asyncssh reads
+        them, Include and Match too); True where that cannot be told."""
+        if not paths:
+            return False
+        try:
+            config = asyncssh.config.SSHClientConfig.load(
+                None, paths, False, False, False, getpass.getuser(), self.spec.user or (), self.spec.target,
+                self.spec.port or ())
+            return config.get(option) is not None
+        except Exception:  # noqa: BLE001 - asyncssh's loader is not public API: keep its defaults
+            return True
 
     async def connect(self) -> None:
         if self.connected:
