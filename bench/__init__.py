@@ -13,5 +13,6 @@ REGISTRY: dict[str, str] = {
     "sync": "bench.sync",
     "server": "bench.server",
     "soak": "bench.soak",
+    "logs": "bench.logs",
     "far": "bench.far",
 }

@@ -22,7 +22,7 @@ from simtui.errors import SimtuiError, UsageError
 from simtui.hosts.base import LineSplitter
 from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
-from simtui.textsafe import one_line, sanitize
+from simtui.textsafe import one_line, sanitize, sanitize_bytes
 
 if TYPE_CHECKING:
     from simtui.client import Client
@@ -399,10 +399,10 @@ def with_client(obj: Obj, work: Callable[[Client], Awaitable[Any]]) -> Any:
 
 
 class TerminalWriter:
-    """Log bytes to stdout. On a terminal, whole lines (LineSplitter: linear, a line
-    over its cap cut and marked) with every control sequence but colours stripped,
-    and a colour left on reset at the end; into a pipe or file, the bytes exactly as
-    the job wrote them."""
+    """Log bytes to stdout, one write for each piece that comes. On a terminal, the
+    whole lines of each piece (LineSplitter: linear, a line over its cap cut and
+    marked) with every control sequence but colours stripped, and a colour left on
+    reset at the end; into a pipe or file, the bytes exactly as the job wrote them."""
 
     def __init__(self) -> None:
         self.out = click.get_binary_stream("stdout")
@@ -410,24 +410,22 @@ class TerminalWriter:
         self.coloured = False  # a colour may be on: reset it at the end
 
     def __call__(self, data: bytes) -> None:
-        if self.splitter is None:
-            self.out.write(data)
-        else:
-            self._write(self.splitter.feed(data))
+        if self.splitter is not None:
+            data = self._safe(self.splitter.feed_block(data))
+        self.out.write(data)
         self.out.flush()
 
     def close(self) -> None:
         if self.splitter is not None:
-            self._write(self.splitter.flush())
+            self.out.write(self._safe(self.splitter.flush_block()))
             if self.coloured:
                 self.out.write(b"\x1b[0m")
         self.out.flush()
 
-    def _write(self, lines: list[str]) -> None:
-        for line in lines:
-            safe = sanitize(line)
-            self.coloured = self.coloured or "\x1b" in safe
-            self.out.write(safe.encode() + b"\n")
+    def _safe(self, lines: bytes) -> bytes:
+        safe = sanitize_bytes(lines)
+        self.coloured = self.coloured or b"\x1b" in safe
+        return safe
 
 
 def launch(obj: Obj, submit: Callable[[Client], Awaitable[Record]], follow: bool, as_json: bool,
@@ -525,13 +523,25 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
 @pass_obj
 def log(obj: Obj, label: str, follow: bool) -> None:
     """The job's output from the start (a unique prefix of LABEL is enough)."""
+    from simtui.store.logs import LocalLog
+
     writer = TerminalWriter()
 
     async def work(client: Client) -> Record:
-        offset = await client.read(label, writer)
-        if follow:
-            return await client.follow(label, writer, offset=offset)
-        return client.record(label)
+        # What the local copy holds is read here, at the speed of the disk; the rest
+        # (not copied yet, or live) comes through the server from where it ends.
+        copy = LocalLog(client.record(label).label)
+        whole = copy.compressed  # a finished copy is the whole log (asked first: it may finish while read)
+        offset = 0
+        for chunk in copy.chunks():
+            writer(chunk)
+            offset += len(chunk)
+        if not whole:
+            offset = await client.read(copy.label, writer, offset=offset)
+        record = client.record(copy.label)
+        if follow and not record.state.finished:
+            record = await client.follow(copy.label, writer, offset=offset)
+        return record
 
     record = with_client(obj, work)
     writer.close()

@@ -104,3 +104,19 @@ def test_follow_ends_on_the_exit_file_though_no_one_reaps_the_job(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith('{"log": "done\\n", "exit": 7}')
+
+
+async def test_a_job_a_kill_ends_is_killed_though_its_follower_sees_the_end_first(engine):
+    """The follower hears the exit file at once; the kill's outcome still decides."""
+    import asyncio
+
+    script = "trap 'exit 143' TERM; echo up; while :; do sleep 0.05; done"
+    record = await engine.submit(JobSpec(argv=("sh", "-c", script), host="h1"))
+    seen: list[bytes] = []
+    following = asyncio.create_task(engine.follow(record.label, seen.append))
+    async with asyncio.timeout(20):
+        while b"up" not in b"".join(seen):
+            await asyncio.sleep(0.02)
+    killed = await engine.kill(record.label)
+    final = await following
+    assert killed.state is JobState.KILLED and final.state is JobState.KILLED and final.exit_code == 143

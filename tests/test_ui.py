@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 from textual.widgets import Checkbox, Label
 from uikit import frozen_app, post_frozen_hosts, until
@@ -24,7 +25,7 @@ from simtui.ui.screens.log import LogScreen
 from simtui.ui.screens.new_job import NewJobScreen
 from simtui.ui.screens.processes import ProcessesScreen
 from simtui.ui.screens.record import RecordScreen
-from simtui.ui.widgets.log import LogPane
+from simtui.ui.widgets.log import BATCH_BYTES, BATCH_LINES, LogFeed, LogPane, note_line
 
 SIZE = (160, 48)
 HOSTS = ["local", "h0", "h1", "h2"]
@@ -430,25 +431,88 @@ async def test_a_million_lines_do_not_stall_typing_and_memory_stays_bounded(conf
         assert app.dashboard.query_one("#filter").value == "seq 1 1000000"
         await until(pilot, lambda: pane.lines and "succeeded" in pane.lines[-1], timeout=120, what="the end")
         lines = pane.lines
-        assert len(lines) == pane.max_lines
+        numbers = [int(line) for line in lines if line.isdigit()]
+        assert len(lines) <= pane.source.max_lines and numbers == sorted(set(numbers))  # bounded, in order, once
         assert lines[-2] == "1000000" and lines[-3] == "999999"
-        assert pane.position == len("".join(f"{i}\n" for i in range(1, 1000001)))
+        assert pane.source.position == len("".join(f"{i}\n" for i in range(1, 1000001)))
+
+
+async def frozen_feed(pilot, label: str = "0123456789ab") -> LogFeed:
+    """The dashboard pane of a frozen app following a job with no log: its feed, to feed by hand."""
+    pane = pilot.app.dashboard.log_pane
+    pane.follow(label)
+    await until(pilot, lambda: not pilot.app.workers, what="the frozen stream to end")
+    return pane.source
 
 
 async def test_log_pane_cleans_lines_and_cuts_runaway_ones(config_file):
     app = dashboard(config_file, live=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.dashboard.log_pane
-        pane.feed(b"plain\n\x1b[1;32mgreen\x1b[0m\n\x1b]8;;http://x\x07link\x1b]8;;\x07\n")
-        pane.feed(b"\x1b[5Acursor\x1b[?25l\n10%\r50%\r100%\n\xff\xfebad utf8\nsplit ")
-        pane.feed(b"line\n" + b"x" * 40000)
+        feed = await frozen_feed(pilot)
+        feed.feed(b"plain\n\x1b[1;32mgreen\x1b[0m\n\x1b]8;;http://x\x07link\x1b]8;;\x07\n\x1b]0;tit")
+        feed.feed(b"le\x07\x1b[5Acursor\x1b[?25l\n10%\r50%\r100%\r\n\xff\xfebad utf8\x9b6n\xc2\x9b2J\nsplit \x1b[3")
+        feed.feed(b"1mline\x1b\n" + b"x" * 40000)
         await pilot.pause()
-        assert pane.lines == ["plain", "\x1b[1;32mgreen\x1b[0m", "link", "cursor", "100%", "\ufffd\ufffdbad utf8",
-                              "split line", "x" * 40000]
-        pane.feed(b"".join(b"%d\n" % i for i in range(3 * pane.max_lines)))
-        assert len(pane.lines) == pane.max_lines and pane.lines[-1] == str(3 * pane.max_lines - 1)
+        assert pane.lines == ["plain", "\x1b[1;32mgreen\x1b[0m", "link", "cursor", "100%",
+                              "\ufffd\ufffdbad utf8\ufffd6n", "split \x1b[31mline", "x" * 40000]
+        count = 3 * feed.max_lines  # more than a batch takes: most are skipped
+        feed.feed(b"".join(b"%d\n" % i for i in range(count)))
+        lines = pane.lines
+        assert len(lines) < feed.max_lines and lines[-1] == str(count - 1) and "lines skipped" in lines[8]
         await pilot.pause()
         assert pane.scroll_offset.y == pane.max_scroll_y > 0  # following the end
+
+
+async def test_a_flood_between_two_batches_is_skipped_and_said_not_queued(config_file):
+    app = dashboard(config_file, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        feed = await frozen_feed(pilot)
+        line = b"%07d " + b"y" * 91 + b"\n"  # 100 bytes
+        count = 126_000  # 12.6 MB: three batches' worth
+        for start in range(0, count, 1000):  # all before the next batch: the screen fell behind
+            feed.feed(b"".join(line % i for i in range(start, start + 1000)))
+            assert len(feed._pending) <= 2 * BATCH_BYTES  # bounded while it waits
+        lines = app.dashboard.log_pane.lines
+        kept = min(BATCH_BYTES // 100, BATCH_LINES)  # one batch of whole lines
+        assert lines[0] == note_line(f"{count - kept} lines skipped; `simtui log 0123456789ab` shows them")
+        assert [int(x.split()[0]) for x in lines[1:]] == list(range(count - kept, count))
+
+
+def host_followers(label: str) -> int:
+    """Processes on this machine (its sshd hosts included) following ``label``'s log live."""
+    return sum(1 for proc in psutil.process_iter(["cmdline"])
+               if any(arg.endswith(f"/{label}/out.log") for arg in proc.info["cmdline"] or ())
+               and ("-S" in proc.info["cmdline"] or "-F" in proc.info["cmdline"]))
+
+
+async def test_the_dashboard_streams_each_log_once(config_file):
+    """The pane and the full-screen log of one job are views of one stream: one feed in
+    the app, one follower on the host; the feed goes with the last view."""
+    app = dashboard(config_file)
+    ticking = "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.05; done"
+    async with app.run_test(size=SIZE) as pilot:
+        label = await submit(app, "sh", "-c", ticking, host="h2")
+        await select(pilot, label)
+        pane = app.dashboard.log_pane
+        await until(pilot, lambda: "tick 2" in pane.lines, what="ticks in the pane")
+        await pilot.press("l")
+        full = app.screen.query_one(LogPane)
+        assert full.source is pane.source and app.logs == {label: pane.source} and pane.source.views == {pane, full}
+        await until(pilot, lambda: host_followers(label) >= 1, what="the follower on h2")
+        assert host_followers(label) == 1
+        seen = len(full.lines)
+        await until(pilot, lambda: len(full.lines) > seen + 3, what="more ticks on the full screen")
+        assert full.lines == pane.lines
+        await pilot.press("escape")
+        assert app.logs == {label: pane.source} and pane.source.views == {pane}
+        await app.client.kill(label)
+        await until(pilot, lambda: pane.lines[-1].startswith(f"\x1b[2;3m── {label} "), what="the end in the pane")
+        assert pane.lines[-1].startswith(f"\x1b[2;3m── {label} killed")  # the kill's outcome, not the TERM's exit
+        ticks = [line for line in pane.lines if line.startswith("tick")]
+        assert ticks == [f"tick {i}" for i in range(1, len(ticks) + 1)]  # every line once
+        pane.follow(None)
+        assert app.logs == {}
 
 
 async def test_the_dashboard_outlives_a_killed_server(tmp_path):

@@ -39,7 +39,9 @@ def test_start_a_job_with_keys_see_it_kill_it_quit(tmux, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[defaults]\ninterval = 0.3\nkill_grace = 2\n[local]\njobs_dir = "{tmp_path}/jobs"\n')
     home = tmp_path / "home"
-    command = (f"env SIMTUI_HOME={shlex.quote(str(home))} TERM=xterm-256color "
+    # The pane's size, not COLUMNS/LINES: a parent that loaded readline (pytest does) exports
+    # its own terminal's, 80x24 without one, and Textual would take those.
+    command = (f"env -u COLUMNS -u LINES SIMTUI_HOME={shlex.quote(str(home))} TERM=xterm-256color "
                f"{shlex.quote(sys.executable)} -m simtui --config {shlex.quote(str(config))}; "
                "echo simtui exited $?; sleep 60")
     tmux("new-session", "-d", "-x", "150", "-y", "45", "-s", "e2e", command)

@@ -51,6 +51,7 @@ class Engine:
         self.on_change: Callable[[Record], None] | None = None  # hears every record the engine writes
         self.probe = probe_hosts  # samples for placement: (specs, timeout) -> ProbeResults
         self.reachable: Callable[[str], bool] = lambda host: True  # a host known down is not dialled by the queue
+        self._kills: dict[str, asyncio.Event] = {}  # kills under way, by label: set when each is done
 
     async def close(self) -> None:
         await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
@@ -443,6 +444,9 @@ class Engine:
                     # connection dropped. The follower's last word settles the record with no
                     # further round trip; without it, the job's folder is read again.
                     ended = live.ended
+                    kill = self._kills.get(record.label)
+                    if kill is not None:  # its outcome first: a job a kill ended is killed, not failed
+                        await kill.wait()
                     if ended is not None and ended.exit_code is not None:
                         end_size = ended.log_size
                         record = self.store.get(record.label)
@@ -540,18 +544,23 @@ class Engine:
                 return self._update(record.label, state=JobState.KILLED, ended=time.time(), client=None,
                                     log_tail="cancelled before it started")
             pid, pid_start = found
-        outcome = await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace,
-                                    pid, pid_start)
-        if outcome != "killed":  # it had ended, or nothing of it is left: its folder says how
-            await self._reconcile(host)
-            record = self.store.get(record.label)
-            if record.state.finished:
-                raise UsageError(f"{record.label} is already {record.state.value}")
-            return record
-        job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
-        return self._update(
-            record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
-        )
+        done = self._kills.setdefault(record.label, asyncio.Event())
+        try:
+            outcome = await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace,
+                                        pid, pid_start)
+            if outcome != "killed":  # it had ended, or nothing of it is left: its folder says how
+                await self._reconcile(host)
+                record = self.store.get(record.label)
+                if record.state.finished:
+                    raise UsageError(f"{record.label} is already {record.state.value}")
+                return record
+            job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
+            return self._update(
+                record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
+            )
+        finally:
+            self._kills.pop(record.label, None)
+            done.set()
 
     async def rerun(self, label: str, host: str | None = None, *,
                     progress: Callable[[int, int], None] | None = None) -> Record:

@@ -83,6 +83,9 @@ class LineSplitter:
     MAX_LINE_BYTES) is cut: its first ``max_line`` bytes (less a character cut in
     two) are kept, the rest is counted, not held, and the line comes out when its
     newline (or flush) does, as the kept text then ``" [line cut: N bytes left out]"``.
+
+    ``feed`` gives lines one by one; ``feed_block`` gives the same lines as one piece
+    of bytes, for passing a stream on in big pieces at the cost of a copy.
     """
 
     MAX_LINE_BYTES = 1 << 20  # the longest line kept whole: 1 MiB
@@ -94,23 +97,40 @@ class LineSplitter:
         self._dropped = 0  # bytes of that line left out past max_line
 
     def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes, decoded, without their newlines."""
         if b"\n" not in data:
             self._hold(data)
             return []
         first, *middle, last = data.split(b"\n")
         self._hold(first)
         lines = [self._take()]
-        cap = self.max_line
-        if len(data) <= cap:  # no line in it can be too long
-            lines += [line.decode("utf-8", "replace") for line in middle]
-        else:
-            lines += [line.decode("utf-8", "replace") if len(line) <= cap
-                      else self._cut(bytearray(memoryview(line)[:cap]), len(line) - cap) for line in middle]
+        if len(data) > self.max_line:  # else no line in it can be too long
+            middle = [self._fit(line) for line in middle]
+        lines += middle
         self._hold(last)
-        return lines
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def feed_block(self, data: bytes) -> bytes:
+        """The lines ``data`` completes, as ``feed`` gives them but undecoded: one
+        piece of bytes, each line ending in a newline."""
+        first, last = data.find(b"\n"), data.rfind(b"\n") + 1
+        if first < 0:
+            self._hold(data)
+            return b""
+        self._hold(data[:first])
+        head = self._take()
+        middle = data[first + 1 : last]
+        if len(middle) > self.max_line:  # else no line in it can be too long
+            middle = b"".join(self._fit(line) + b"\n" for line in middle.split(b"\n")[:-1])
+        self._hold(data[last:])
+        return b"".join((head, b"\n", middle))
 
     def flush(self) -> list[str]:
-        return [self._take()] if self._rest else []
+        return [self._take().decode("utf-8", "replace")] if self._rest else []
+
+    def flush_block(self) -> bytes:
+        """The partial line, as ``flush`` gives it but undecoded, with a newline."""
+        return self._take() + b"\n" if self._rest else b""
 
     def _hold(self, data: bytes) -> None:
         room = self.max_line - len(self._rest)
@@ -120,14 +140,18 @@ class LineSplitter:
             self._rest += data[:room]
             self._dropped += len(data) - room
 
-    def _take(self) -> str:
+    def _take(self) -> bytearray:
         rest, dropped = self._rest, self._dropped
         self._rest, self._dropped = bytearray(), 0
-        return self._cut(rest, dropped) if dropped else rest.decode("utf-8", "replace")
+        return self._cut(rest, dropped) if dropped else rest
 
-    def _cut(self, kept: bytearray, dropped: int) -> str:
-        """``kept`` without a last character cut in two, and the mark of what is left
-        out; the mark goes on the bytes, so only one string of the line is made."""
+    def _fit(self, line: bytes) -> bytes:
+        """A whole line, cut when it is longer than max_line."""
+        cap = self.max_line
+        return line if len(line) <= cap else self._cut(bytearray(memoryview(line)[:cap]), len(line) - cap)
+
+    def _cut(self, kept: bytearray, dropped: int) -> bytearray:
+        """``kept`` without a last character cut in two, and the mark of what is left out."""
         tail = 0  # bytes of an incomplete UTF-8 sequence at the end of kept
         for back in range(1, min(4, len(kept)) + 1):
             byte = kept[-back]
@@ -138,7 +162,7 @@ class LineSplitter:
         if tail:
             del kept[-tail:]
         kept += self.CUT_MARK.format(dropped + tail).encode()
-        return kept.decode("utf-8", "replace")
+        return kept
 
 
 class Host(abc.ABC):

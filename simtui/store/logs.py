@@ -21,7 +21,7 @@ from pathlib import Path
 from simtui.config import simtui_home
 from simtui.errors import FileFault, NoSpace
 
-READ_CHUNK = 1 << 16
+READ_CHUNK = 1 << 18  # big reads keep the cost per piece low; one protocol message (DATA_CHUNK) each
 
 
 class LocalLog:
@@ -168,14 +168,16 @@ class LocalLog:
         return start, b"".join(self.chunks(start))
 
     def chunks(self, offset: int = 0) -> Iterator[bytes]:
-        """The log's bytes from ``offset``, plain or compressed."""
-        if self.path.exists():
-            opener = open(self.path, "rb")
-        elif self.gz_path.exists():
-            opener = gzip.open(self.gz_path, "rb")
-        else:
-            return
-        with opener as f:
+        """The log's bytes from ``offset``, plain or compressed (the plain copy is
+        opened first: it may be compressed and removed meanwhile)."""
+        try:
+            opened = open(self.path, "rb")
+        except FileNotFoundError:
+            try:
+                opened = gzip.open(self.gz_path, "rb")
+            except FileNotFoundError:
+                return
+        with opened as f:
             f.seek(offset)
             yield from iter(lambda: f.read(READ_CHUNK), b"")
 

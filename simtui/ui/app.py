@@ -4,10 +4,12 @@ takes to the screen.
 The server owns the truth (hosts, the queue, followers, job states); the app holds
 one Client and, once the first frame is drawn, one worker per stream: the hosts'
 views (each posted as a HostUpdated) and the job events (each a cue to read the
-records again from the store: reads go straight to SQLite). A stream that loses
-the server reconnects, which starts a new one, and subscribes again: a lost server
-is a state, shown, never the end of a loop. With ``live=False`` no worker runs, no
-server starts, and the tests post those messages with frozen data themselves.
+records again from the store: reads go straight to SQLite; no log bytes). A job's
+log is streamed once, however many panes show it (a LogFeed, see ``log_feed``).
+A stream that loses the server reconnects, which starts a new one, and subscribes
+again: a lost server is a state, shown, never the end of a loop. With ``live=False``
+no worker runs, no server starts, and the tests post those messages with frozen
+data themselves.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from simtui.ui.screens.help import HelpScreen
 from simtui.ui.screens.history import HistoryScreen
 from simtui.ui.screens.new_job import NewJobScreen
 from simtui.ui.widgets.hosts import HostView
+from simtui.ui.widgets.log import LogFeed, LogPane
 
 RECENT = 200  # finished jobs shown on the dashboard (every active one is)
 PENDING = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
@@ -99,6 +102,7 @@ class SimtuiApp(App[None]):
         self.clock = clock
         self.hosts = {spec.name: HostView(spec) for spec in config.hosts}
         self.records: dict[str, Record] = {}
+        self.logs: dict[str, LogFeed] = {}  # the log of each job a pane shows, streamed once
         self.dashboard = DashboardScreen()
         self.server_pid: int | None = None  # the server this app last talked to
         self._refresh: Timer | None = None
@@ -180,6 +184,23 @@ class SimtuiApp(App[None]):
 
     async def add_tags(self, label: str, tags: Iterable[str]) -> Record:
         return self.store.add_tags(label, tags)
+
+    def log_feed(self, label: str, view: LogPane) -> LogFeed:
+        """``label``'s log for ``view``: the stream already open for another pane, or a
+        new one. Give it back with leave_log."""
+        feed = self.logs.get(label)
+        if feed is None:
+            feed = self.logs[label] = LogFeed(self, label)
+            feed.start()
+        feed.views.add(view)
+        return feed
+
+    def leave_log(self, feed: LogFeed, view: LogPane) -> None:
+        """``view`` no longer shows ``feed``; the last one to leave ends its stream."""
+        feed.views.discard(view)
+        if not feed.views:
+            feed.stop()
+            self.logs.pop(feed.label, None)
 
     def frozen_log(self, label: str) -> tuple[int, bytes]:
         """What a log pane shows with ``live=False`` (no server to ask): where it

@@ -10,8 +10,6 @@ from simtui.ui.screens.base import BackScreen
 from simtui.textsafe import one_line
 from simtui.ui.widgets.log import LogPane
 
-FULL_SCREEN_LINES = 100_000
-
 
 class LogScreen(BackScreen):
     def __init__(self, record: Record) -> None:
@@ -19,7 +17,7 @@ class LogScreen(BackScreen):
         self.record = record
 
     def compose(self) -> ComposeResult:
-        yield LogPane(max_lines=FULL_SCREEN_LINES, id="full-log")
+        yield LogPane(id="full-log")  # the same lines as the dashboard's pane: one stream
         yield Footer()
 
     def on_mount(self) -> None:
