@@ -50,7 +50,11 @@ def test_start_a_job_with_keys_see_it_kill_it_quit(tmux, tmp_path):
         return tmux("capture-pane", "-p", "-t", "e2e")
 
     def shows(*texts: str, timeout: float = 30) -> None:
-        wait_for(lambda: all(t in screen() for t in texts), timeout=timeout, what=f"{texts} on screen")
+        try:
+            wait_for(lambda: all(t in screen() for t in texts), timeout=timeout, what=f"{texts} on screen")
+        except TimeoutError:
+            print(screen())
+            raise
 
     shows("Hosts", "● local  up", "n New", "k Kill")
     tmux("send-keys", "-t", "e2e", "n")

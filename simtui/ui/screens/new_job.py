@@ -142,6 +142,8 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
             down = self.hosts[name].state is HostState.DOWN
             picker.add_option(Option(prompt, id=name, disabled=down))
         choice = self.picked if self.picked in order else best(placement)
+        if choice is None and self.needs.is_empty():  # no needs: any host that is up, sampled yet or not
+            choice = next((name for name in order if self.hosts[name].state is HostState.UP), None)
         picker.highlighted = order.index(choice) if choice is not None else None
         why = placement.why if not self.needs.is_empty() else "no needs given: any host that is up"
         self.query_one("#fit", Label).update(Text(why))
