@@ -292,7 +292,7 @@ class Client:
 
         def on_event(event: dict[str, Any]) -> None:
             if "data" in event and on_data is not None:
-                on_data(protocol.unpack(event["data"]))
+                on_data(event["data"])
             elif "progress" in event and progress is not None:
                 progress(*event["progress"])
 
@@ -321,7 +321,7 @@ class Client:
 
         def on_event(event: dict[str, Any]) -> None:
             if "data" in event:
-                on_data(protocol.unpack(event["data"]))
+                on_data(event["data"])
 
         return (await self.request("read", on_event, label=label, offset=offset))["offset"]
 
@@ -340,7 +340,7 @@ class Client:
                 if on_start is not None:
                     on_start(at)
             elif "data" in event:
-                data = protocol.unpack(event["data"])
+                data = event["data"]
                 at += len(data)
                 if on_data is not None:
                     on_data(data)
@@ -401,7 +401,7 @@ class Client:
                                   host=host, project_root=_root(project))
 
     def _output(self, on_output: OnData | None) -> Callable[[dict[str, Any]], None]:
-        return lambda event: on_output(protocol.unpack(event["data"])) if on_output and "data" in event else None
+        return lambda event: on_output(event["data"]) if on_output and "data" in event else None
 
     async def env(self, host: str | None = None, project: str | os.PathLike | None = None,
                   on_output: OnData | None = None) -> dict[str, Any]:

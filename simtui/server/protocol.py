@@ -5,8 +5,9 @@ A request is ``{"id": N, "op": NAME, "args": {...}}``; ``{"op": "cancel", "args"
 number of ``{"id": N, "event": {...}}`` (a stream: log bytes, samples, job
 changes, progress), then exactly one ``{"id": N, "result": ...}`` or ``{"id": N,
 "error": {"message": ..., "exit_code": ...}}``. A connection may carry several
-requests at once. Log bytes travel base64-encoded. The first request of a
-connection is ``hello``, which says both ends' PROTOCOL version.
+requests at once. An event's log bytes (``{"data": bytes}``) travel raw: its line
+says how many follow it (``"bytes": N``), then come the N bytes, never in the JSON.
+The first request of a connection is ``hello``, which says both ends' PROTOCOL version.
 
 The socket is ``$SIMTUI_HOME/server.sock`` (the folder 0700, the socket 0600:
 no other user can talk to it), or, where that path is too long for a Unix
@@ -16,7 +17,6 @@ socket, ``/tmp/simtui-<uid>/<hash of the home>.sock`` in a 0700 folder of ours.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -26,9 +26,9 @@ from typing import Any
 
 from simtui.errors import SimtuiError
 
-PROTOCOL = 2
+PROTOCOL = 3
 LIMIT = 16 << 20  # bytes a line may hold
-DATA_CHUNK = 256 << 10  # log bytes per message
+DATA_CHUNK = 1 << 20  # log bytes per message at most
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes, NUL included
 
 
@@ -64,26 +64,32 @@ def socket_path(home: Path) -> Path:
 
 
 def encode(message: dict[str, Any]) -> bytes:
+    event = message.get("event")
+    if isinstance(event, dict) and isinstance(event.get("data"), (bytes, bytearray, memoryview)):
+        data = event["data"]
+        head = {**message, "event": {k: v for k, v in event.items() if k != "data"}, "bytes": len(data)}
+        return _line(head) + bytes(data)
+    return _line(message)
+
+
+def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 async def read(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message, or None at the end of the connection."""
+    """The next message (an event's raw bytes put back as its ``data``), or None at
+    the end of the connection."""
     try:
         line = await reader.readline()
+        if not line:
+            return None
+        message = json.loads(line)
+        size = message.pop("bytes", None)
+        if size is not None:
+            message["event"]["data"] = await reader.readexactly(size)
     except (ConnectionError, asyncio.IncompleteReadError, ValueError):
         return None
-    if not line:
-        return None
-    return json.loads(line)
-
-
-def pack(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unpack(text: str) -> bytes:
-    return base64.b64decode(text)
+    return message
 
 
 def error_message(err: BaseException) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from simtui.engine.project import Project, find_project
 from simtui.errors import SimtuiError
 from simtui.model import JobSpec, Record, to_dict
 from simtui.server.hub import Hub
-from simtui.server.protocol import DATA_CHUNK, PROTOCOL, pack
+from simtui.server.protocol import DATA_CHUNK, PROTOCOL
 from simtui.store.logs import LocalLog
 
 Event = Callable[[dict[str, Any]], Awaitable[None]]
@@ -166,7 +166,7 @@ class Requests:
 
     async def _send_bytes(self, event: Event, data: bytes) -> None:
         for i in range(0, len(data), DATA_CHUNK):
-            await event({"data": pack(data[i : i + DATA_CHUNK])})
+            await event({"data": data[i : i + DATA_CHUNK]})
 
     # -- subscriptions -------------------------------------------------------------------
 
