@@ -287,11 +287,12 @@ def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: st
     """Records of runs, newest first."""
     from simtui.recordfmt import records_table
     from simtui.store import parse_since
-    from simtui.store.export import Chunked, write_list
+    from simtui.store.export import Chunked, widen_pipe, write_list
 
     after = parse_since(since) if since else None
     filters = {"tags": tags, "state": state, "host": host, "search": search, "since": after, "limit": limit or None}
     store, out = open_store(), click.get_text_stream("stdout")
+    widen_pipe(out)
     with store.snapshot():
         if as_json:
             write_list(store, out, **filters)

@@ -170,3 +170,21 @@ def test_exit_codes_of_a_real_process(records):
     assert subprocess.run([*run, "list"], capture_output=True, timeout=60).returncode == 0
     missing = subprocess.run([*run, "show", "ffff"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr == "simtui: no record with label 'ffff' (see `simtui list`)\n"
+
+
+@pytest.mark.parametrize("args", [["export"], ["feed"], ["list", "--json"]], ids=["export", "feed", "list"])
+def test_a_big_output_into_a_pipe_widens_the_pipe(records, args):
+    """A reader of a pipe gets 1 MiB a switch, not 64 KiB (see export.widen_pipe)."""
+    import fcntl
+    import os
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader:
+        try:
+            assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < 1 << 20
+            proc = subprocess.Popen([sys.executable, "-m", "simtui", *args], stdout=write_end)
+        finally:
+            os.close(write_end)
+        out = reader.read()
+        assert fcntl.fcntl(reader.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20
+    assert proc.wait(timeout=60) == 0 and b"aa1100000000" in out
