@@ -24,8 +24,7 @@ def cell(value: Any) -> str:
     """A value as a table cell: ``-`` for None, else one line of plain text (textsafe.one_line)."""
     if value is None:
         return "-"
-    text = str(value)
-    return text if text.isascii() and text.isprintable() else one_line(text)  # one_line leaves such text as it is
+    return one_line(str(value))
 
 
 def table_lines(headers: Sequence[str], widths: Sequence[int], rows: Iterable[Sequence[str]]) -> Iterator[str]:

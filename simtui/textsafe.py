@@ -96,9 +96,17 @@ def plain(text: str) -> str:
     return _SEQUENCE.sub(_no_colour, text)
 
 
+def _printable_ascii(text: str) -> bool:
+    """Printable ASCII, the usual text: what one_line and xml_text leave as it is,
+    told without running their regular expressions."""
+    return text.isascii() and text.isprintable()
+
+
 def one_line(text: str, colour: bool = False) -> str:
     """``text`` as one line: line breaks shown as ``⏎``, tabs as spaces, controls
     removed (SGR colours kept only with ``colour``)."""
+    if _printable_ascii(text):
+        return text
     text = _BREAK.sub(LINE_BREAK_MARK, text).replace("\t", " ")
     return sanitize(text) if colour else plain(text)
 
@@ -106,5 +114,7 @@ def one_line(text: str, colour: bool = False) -> str:
 def xml_text(text: str, single_line: bool = False) -> str:
     """``text`` holding only characters XML 1.0 allows, controls and colours removed;
     with ``single_line``, as ``one_line``."""
+    if _printable_ascii(text if single_line else text.replace("\n", "")):
+        return text
     text = one_line(text) if single_line else plain(text)
     return _NOT_XML.sub("\ufffd", text)

@@ -50,35 +50,24 @@ def _entry(label: str, state: str, command: str, updated: float | None, created:
            notes: str | None) -> str:
     lines = [
         "", "  <entry>",
-        f"    <id>urn:simtui:{_escape(_xml(label, single_line=True))}</id>",
-        f"    <title>{_escape(_xml(f'{state}: {label} {command}', single_line=True))}</title>",
+        f"    <id>urn:simtui:{_escape(xml_text(label, single_line=True))}</id>",
+        f"    <title>{_escape(xml_text(f'{state}: {label} {command}', single_line=True))}</title>",
         f"    <updated>{_rfc3339(updated or created or 0.0)}</updated>",
     ]
     if created:
         lines.append(f"    <published>{_rfc3339(created)}</published>")
-    lines += [f'    <category term="{_escape(_xml(tag, single_line=True), quote=True)}" />'
+    lines += [f'    <category term="{_escape(xml_text(tag, single_line=True), quote=True)}" />'
               for tag in (json.loads(tags) if tags else ())]
-    summary = [f"host: {_one_line(host)}", f"command: {_one_line(command)}"]
+    summary = [f"host: {one_line(host)}", f"command: {one_line(command)}"]
     if workdir:
-        summary.append(f"workdir: {_one_line(workdir)}")
+        summary.append(f"workdir: {one_line(workdir)}")
     if exit_code is not None:
         summary.append(f"exit code: {exit_code}")
     if duration is not None:
         summary.append(f"duration: {duration:.1f} s")
     summary += [f"{name}: {value}" for name, value in (("reason", reason), ("notes", notes)) if value]
-    lines += [f'    <content type="text">{_escape(_xml(chr(10).join(summary)))}</content>', "  </entry>"]
+    lines += [f'    <content type="text">{_escape(xml_text(chr(10).join(summary)))}</content>', "  </entry>"]
     return "\n".join(lines)
-
-
-# textsafe leaves printable ASCII (and, but for one line, line breaks) as it is: those
-# two skip its regular expressions, which most records' texts never need.
-def _one_line(text: str) -> str:
-    return text if text.isascii() and text.isprintable() else one_line(text)
-
-
-def _xml(text: str, single_line: bool = False) -> str:
-    probe = text if single_line else text.replace("\n", "")
-    return text if probe.isascii() and probe.isprintable() else xml_text(text, single_line=single_line)
 
 
 def _escape(text: str, quote: bool = False) -> str:

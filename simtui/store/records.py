@@ -374,7 +374,7 @@ def json_text(value: Any) -> str:
 
 
 def _one_line_length(text: str) -> int:
-    return len(text) if text.isascii() and text.isprintable() else len(one_line(text))  # one_line keeps such text
+    return len(one_line(text))
 
 
 def _tags_length(tags: str) -> int:
