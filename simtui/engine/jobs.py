@@ -186,24 +186,23 @@ class Engine:
         return self._update(label, **fields)
 
     async def _launch(self, host: Host, record: Record, **options: Any) -> tuple[Host, remote.Launched]:
-        """remote.launch, once more where the connection turned out to be gone (a
-        new one is dialled: the pid file makes a second launch of one label safe,
-        see AlreadyLaunched) or the agent was removed from the host meanwhile."""
-        for attempt in (1, 2):
-            try:
-                return host, await remote.launch(
-                    host, record.jobs_dir, record.label, record.argv, record.workdir or ".",
-                    await self._capture(host, record), record.venv, share=host.spec.share, **options)
-            except remote.AgentGone:
-                if attempt == 2:
-                    raise
-                forget_agent(host)
-            except HostDisconnected:
-                if attempt == 2:
-                    raise
-                await self.pool.drop(record.host)
-                host = await self.host(record.host)
-        raise AssertionError("unreachable")
+        """remote.launch, once more where the agent was removed from the host meanwhile
+        or the connection turned out to be gone (a new one is dialled: the pid file
+        makes a second launch of one label safe, see AlreadyLaunched)."""
+
+        async def once() -> remote.Launched:
+            return await remote.launch(host, record.jobs_dir, record.label, record.argv, record.workdir or ".",
+                                       await self._capture(host, record), record.venv, share=host.spec.share,
+                                       **options)
+
+        try:
+            return host, await once()
+        except remote.AgentGone:
+            forget_agent(host)
+        except HostDisconnected:
+            await self.pool.drop(record.host)
+            host = await self.host(record.host)
+        return host, await once()
 
     @staticmethod
     async def _capture(host: Host, record: Record) -> remote.Capture | None:
@@ -451,9 +450,7 @@ class Engine:
                         end_size = ended.log_size
                         record = self.store.get(record.label)
                         if not record.state.finished:
-                            await self._settle(host, record, remote.RemoteJob(
-                                record.label, record.pid, False, ended.exit_code, ended.log_size, ended.ended,
-                                record.pid_start), ended.provenance)
+                            await self._settle(host, record, ended, live.provenance)
                     else:
                         await self._reconcile(host)
                     delays = iter(RECONNECT_BACKOFF)

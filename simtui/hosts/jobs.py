@@ -529,21 +529,13 @@ exec tail -c +$((offset + 1)) -F -s 0.2 --pid="$pid" "$log"
 FRAME_HEAD = struct.Struct(">cI")  # a frame's kind and length
 
 
-@dataclass(frozen=True)
-class Ended:
-    """What a job's folder said as its follower saw the job end."""
-
-    exit_code: int | None  # None: its processes are gone and it left no exit file
-    ended: float | None
-    log_size: int
-    provenance: dict[str, dict]  # as provenance() returns it
-
-
 class Follower:
     """The log of one job from byte ``offset`` on, live, until the job has ended
     (see FOLLOW_PY): iterate it for the bytes; then ``ended`` holds what the job's
-    folder said at its end, or None where the stream was cut (or the host has no
-    python3)."""
+    folder said at its end (as status() would: its exit code is None where the
+    processes went without one) and ``provenance`` its files (as provenance()
+    gives them); ``ended`` stays None where the stream was cut (or the host has
+    no python3)."""
 
     def __init__(self, host: Host, jobs_dir: str, label: str, pid: int, offset: int = 0,
                  pid_start: int | None = None) -> None:
@@ -551,7 +543,9 @@ class Follower:
         self._argv = _sh(FOLLOW, _log(jobs_dir, label), str(offset), d, str(pid),
                          str(pid_start) if pid_start is not None else "-", FOLLOW_PY, host.helper_python)
         self._host = host
-        self.ended: Ended | None = None
+        self._job = (label, pid, pid_start)
+        self.ended: RemoteJob | None = None
+        self.provenance: dict[str, dict] = {}
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         """The log's bytes as they arrive: a frame's data is passed on piece by
@@ -582,15 +576,17 @@ class Follower:
                     continue
                 trailer += piece
                 if not left:
-                    self.ended = _ended(bytes(trailer))
+                    self._end(bytes(trailer))
                     return
 
-
-def _ended(data: bytes) -> Ended | None:
-    try:
-        found = json.loads(data)
-    except ValueError:
-        return None
-    code = str(found.get("exit", ""))
-    return Ended(int(code) if code.lstrip("-").isdigit() else None, found.get("ended"), int(found.get("size", 0)),
-                 {name: found[name] for name in ("meta", "peak", "outputs") if isinstance(found.get(name), dict)})
+    def _end(self, trailer: bytes) -> None:
+        try:
+            found = json.loads(trailer)
+        except ValueError:
+            return
+        label, pid, pid_start = self._job
+        code = str(found.get("exit", ""))
+        self.ended = RemoteJob(label, pid, False, int(code) if code.lstrip("-").isdigit() else None,
+                               int(found.get("size", 0)), found.get("ended"), pid_start)
+        self.provenance = {name: found[name] for name in ("meta", "peak", "outputs")
+                           if isinstance(found.get(name), dict)}
