@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import inspect
 import math
+import os
 import shlex
 import statistics
 import subprocess
@@ -35,6 +36,21 @@ def sshd_lab(count: int = 1, first_address: int = 60) -> Iterator[Any]:
             yield lab
         finally:
             lab.close()
+
+
+@contextlib.contextmanager
+def simtui_home(path: Path) -> Iterator[Path]:
+    """``$SIMTUI_HOME`` at ``path`` for the block (this bench's own server, records
+    and logs), then as it was: the next bench of ``python -m bench`` gets it back."""
+    saved = os.environ.get("SIMTUI_HOME")
+    os.environ["SIMTUI_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if saved is None:
+            os.environ.pop("SIMTUI_HOME", None)
+        else:
+            os.environ["SIMTUI_HOME"] = saved
 
 
 def clean_hosts(lab, *paths: str) -> None:

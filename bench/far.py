@@ -20,13 +20,12 @@ at once <= 3 more, a reconnect <= the SSH handshake + 2.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import Timings, arguments, clean_hosts, measure, sshd_lab
+from bench.common import Timings, arguments, clean_hosts, measure, simtui_home, sshd_lab
 from bench.delay import delayed
 from bench.server import serving, simtui
 
@@ -108,13 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny run: every row, few repetitions")
     options = parser.parse_args(argv)
     reps = 2 if options.smoke else options.reps
-    saved = os.environ.get("SIMTUI_HOME")
     with tempfile.TemporaryDirectory(prefix="simtui-bench-far-") as tmp, sshd_lab(1, first_address=90) as lab:
         root = Path(tmp)
-        os.environ["SIMTUI_HOME"] = str(root / "home")
         host = lab.hosts[0]
         try:
-            with delayed(host.address, host.port, options.delay) as proxy:
+            with delayed(host.address, host.port, options.delay) as proxy, simtui_home(root / "home") as home:
                 config = far_config(lab, host, proxy.port, root)
                 known = root / "known_hosts_far"
                 print(f"one sshd host, reached directly and through a relay holding each chunk "
@@ -141,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                     "hosts": lambda name: ("hosts", name),
                 }
                 got: dict[str, float] = {}
-                with serving(config, root / "home"):
+                with serving(config, home):
                     for name in ("near", "far"):
                         simtui(config, "run", "--host", name, "--", "true", cwd=scratch)  # connections warm
                     for case, args in cases.items():
@@ -149,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
                         far = timed(f"{case} far", lambda: simtui(config, *args("far"), cwd=scratch))
                         got[case] = trips(near, far, options.delay)
                         print(row(f"simtui {case}", near, far, options.delay, anchor), flush=True)
-                os.environ["SIMTUI_HOME"] = str(root / "home-reconnect")
-                handshake, again = asyncio.run(reconnects(config, reps))
+                with simtui_home(root / "home-reconnect"):
+                    handshake, again = asyncio.run(reconnects(config, reps))
                 print(row("connect (the SSH handshake)", *handshake, options.delay), flush=True)
                 print(row("reconnect, one job running", *again, options.delay), flush=True)
                 got["reconnect"] = trips(*again, options.delay) - trips(*handshake, options.delay)
@@ -159,10 +156,6 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {case}: <= {target}: {got[case]:.1f}  {'met' if got[case] <= target + 0.5 else 'missed'}")
         finally:
             clean_hosts(lab, ".simtui-bench-far")
-            if saved is None:
-                os.environ.pop("SIMTUI_HOME", None)
-            else:
-                os.environ["SIMTUI_HOME"] = saved
 
 
 if __name__ == "__main__":

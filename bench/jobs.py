@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import arguments, clean_hosts, measure, ratio_line, sshd_lab
+from bench.common import arguments, clean_hosts, measure, ratio_line, simtui_home, sshd_lab
 from bench.ssh import CURVE25519, openssh
 from simtui.config import load_config
 from simtui.engine.jobs import Engine
@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     if options.smoke:
         options.reps, options.size = 2, 2
-    with tempfile.TemporaryDirectory(prefix="simtui-bench-jobs-") as home, sshd_lab(1) as lab:
-        os.environ["SIMTUI_HOME"] = home
-        config = Path(home) / "config.toml"
+    with tempfile.TemporaryDirectory(prefix="simtui-bench-jobs-") as tmp, sshd_lab(1) as lab, \
+            simtui_home(Path(tmp)) as home:
+        config = home / "config.toml"
         config.write_text(f'[defaults]\njobs_dir = "{JOBS}"\n\n' + lab.config_toml())
         host = lab.hosts[0]
         try:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import Timings, arguments, clean_hosts, measure, ms, ratio_line, sshd_lab
+from bench.common import Timings, arguments, clean_hosts, measure, ms, ratio_line, simtui_home, sshd_lab
 from bench.ssh import openssh
 
 LAUNCH_TARGET = 1.5  # simtui run / ssh over a ControlMaster
@@ -259,11 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     if min(counts) < 1 or options.reps < 1 or options.seconds <= 0:
         parser.error("--hosts, --reps and --seconds must be positive")
 
-    saved = os.environ.get("SIMTUI_HOME")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="simtui-bench-server-") as tmp, sshd_lab(max(counts)) as lab:
-        home = Path(tmp)
-        os.environ["SIMTUI_HOME"] = str(home)
+    with tempfile.TemporaryDirectory(prefix="simtui-bench-server-") as tmp, sshd_lab(max(counts)) as lab, \
+            simtui_home(Path(tmp)) as home:
         try:
             print(f"{len(lab.hosts)} sshd hosts on 127.0.0.60+ ({time.perf_counter() - started:.1f} s to start); "
                   f"{options.reps} reps; CPU window {options.seconds:g} s", flush=True)
@@ -279,10 +277,6 @@ def main(argv: list[str] | None = None) -> None:
             print(followed.line(), flush=True)
             cpu = {count: server_cpu(lab, home, count, options.seconds) for count in counts}
         finally:
-            if saved is None:
-                os.environ.pop("SIMTUI_HOME", None)
-            else:
-                os.environ["SIMTUI_HOME"] = saved
             clean_hosts(lab, BENCH_JOBS.split("/")[0])
 
     launch_ratio = got["simtui run"].median / got["ssh setsid nohup"].median

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import arguments, clean_hosts, sshd_lab
+from bench.common import arguments, clean_hosts, simtui_home, sshd_lab
 
 FIRST_ADDRESS = 110  # 127.0.0.110 and .111: away from the other entries' labs
 HOSTS = 2
@@ -586,13 +586,10 @@ def main(argv: list[str] | None = None) -> None:
     seed = options.seed if options.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
 
-    saved = os.environ.get("SIMTUI_HOME")
     began = time.time()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="simtui-bench-soak-") as tmp, \
-            sshd_lab(HOSTS, first_address=FIRST_ADDRESS) as lab:
-        home = Path(tmp) / "home"
-        os.environ["SIMTUI_HOME"] = str(home)
+            sshd_lab(HOSTS, first_address=FIRST_ADDRESS) as lab, simtui_home(Path(tmp) / "home") as home:
         try:
             config = write_config(Path(tmp) / "config.toml", lab)
             slots = HOSTS * MAX_JOBS
@@ -610,10 +607,6 @@ def main(argv: list[str] | None = None) -> None:
                     soak.store.close()
             report(soak, got, slots)
         finally:
-            if saved is None:
-                os.environ.pop("SIMTUI_HOME", None)
-            else:
-                os.environ["SIMTUI_HOME"] = saved
             stray = leftovers(lab, began)
             clean_hosts(lab, JOBS.split("/")[0])
     if stray:

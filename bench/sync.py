@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Timings, arguments, measure, ms, sshd_lab
+from bench.common import Timings, arguments, measure, ms, simtui_home, sshd_lab
 from bench.ssh import openssh
 from simtui.engine.project import Project
 from simtui.engine.sync import sync
@@ -151,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         options.files, options.reps, options.first_reps = 300, 2, 2
     if shutil.which("rsync") is None:
         raise SystemExit("bench sync: rsync is not installed (apt-get install -y rsync)")
-    with tempfile.TemporaryDirectory(prefix="simtui-bench-sync-") as tmp, sshd_lab(1) as lab:
-        os.environ["SIMTUI_HOME"] = str(Path(tmp) / "home")  # sync's memory of the tree: thrown away
+    with tempfile.TemporaryDirectory(prefix="simtui-bench-sync-") as tmp, sshd_lab(1) as lab, \
+            simtui_home(Path(tmp) / "home"):  # sync's memory of the tree: thrown away
         host = lab.hosts[0]
         tree = Path(tmp) / "tree"
         make_tree(tree, options.files)
