@@ -32,7 +32,7 @@ from simtui.config import simtui_home
 from simtui.engine.project import Project
 from simtui.engine.selection import project_files
 from simtui.engine.tarstream import tar_stream
-from simtui.engine.trees import LINK_PREFIX, tree_digest
+from simtui.engine.trees import link_digest, tree_digest
 from simtui.hosts import Host
 from simtui.hosts import project_helper as helper
 from simtui.hosts.project import Receiver, tree_state
@@ -105,7 +105,7 @@ def hash_missing(root: Path, manifest: Manifest, paths: Iterable[str]) -> None:
 
 def _hash(path: str, mode: int) -> str:
     if stat.S_ISLNK(mode):
-        return hashlib.sha256(LINK_PREFIX + os.fsencode(os.readlink(path))).hexdigest()
+        return link_digest(os.readlink(path))
     return hash_file(path)
 
 

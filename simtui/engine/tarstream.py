@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 
-from simtui.engine.trees import LINK_PREFIX
+from simtui.engine.trees import link_digest
 from simtui.hosts.base import CHUNK
 
 BLOCK = 512
@@ -76,7 +76,7 @@ def tar_chunks(members: Iterable[Member], progress: Progress | None = None,
     ``size`` bytes (padded with zeros where it ends early: the next sync sees its
     new mtime and sends it again), each link's target, read now; mtimes in whole
     seconds (no PAX header per file). ``digests``: filled with each member's sha256
-    as sync and trees hash it (a link's: of LINK_PREFIX and its target), of what the
+    as sync and trees hash it (a link's: trees.link_digest), of what the
     archive holds, as each is read."""
     buffer = bytearray()
     sent = 0
@@ -114,7 +114,7 @@ def _link(local: Path | str, name: str, mode: int, mtime_ns: int, digests: dict[
     """A symlink's header, its target read now (and hashed, with ``digests``)."""
     target = os.readlink(local)
     if digests is not None:
-        digests[name] = hashlib.sha256(LINK_PREFIX + os.fsencode(target)).hexdigest()
+        digests[name] = link_digest(target)
     return header(name, mode, 0, mtime_ns // 10**9, target)
 
 

@@ -25,6 +25,11 @@ Tree = dict[str, list]  # path -> [st_mode, sha256]
 LINK_PREFIX = b"symlink\0"
 
 
+def link_digest(target: str) -> str:
+    """A symlink's sha256, as sync and trees hash it: of LINK_PREFIX and its target."""
+    return hashlib.sha256(LINK_PREFIX + os.fsencode(target)).hexdigest()
+
+
 def tree_digest(entries: Iterable[tuple[str, int, str]]) -> str:
     """A tree's identity: sha256 over every ``(path, st_mode, sha256)``, sorted by path."""
     digest = hashlib.sha256()
