@@ -14,6 +14,7 @@ simtui also imports this module to read the local machine's facts and GPUs.
 
 import argparse
 import csv
+import functools
 import json
 import os
 import platform
@@ -240,13 +241,9 @@ def gpu_process(pid, used_mem):
     return {"pid": pid, "user": user, "used_mem": used_mem, "name": name}
 
 
-USER_NAMES = {}  # uid -> name: the passwd database is read once per user, not per sample
-
-
+@functools.lru_cache(maxsize=None)  # the passwd database is read once per user, not per sample
 def user_name(uid):
-    if uid not in USER_NAMES:
-        USER_NAMES[uid] = pwd.getpwuid(uid).pw_name
-    return USER_NAMES[uid]
+    return pwd.getpwuid(uid).pw_name
 
 
 def nvml_identity(index, handle):
