@@ -27,7 +27,7 @@ from typing import Any
 
 from simtui.config import config_identity, simtui_home
 from simtui.errors import SimtuiError, UsageError
-from simtui.model import JobSpec, Needs, ProcessInfo, Record
+from simtui.model import ClusterJob, JobSpec, Needs, ProcessInfo, Record
 from simtui.server import protocol
 from simtui.server.protocol import PROTOCOL, ServerGone
 
@@ -385,6 +385,16 @@ class Client:
 
     async def processes(self, host: str) -> list[ProcessInfo]:
         return [ProcessInfo(**p) for p in await self.request("processes", host=host)]
+
+    async def queue(self, host: str) -> list[ClusterJob]:
+        """The user's jobs in a cluster's queue (squeue), simtui's or not."""
+        return [ClusterJob(**job) for job in await self.request("queue", host=host)]
+
+    async def cancel(self, host: str, job_id: str) -> Record | None:
+        """Cancel one job of a cluster's queue: a simtui run is killed as ``kill``
+        does (its record is returned), any other job is scancelled."""
+        found = await self.request("cancel", host=host, job_id=job_id)
+        return Record.from_dict(found) if found else None
 
     async def sync(self, host: str | None = None, project: str | os.PathLike | None = None,
                    progress: Progress | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import platformdirs
 
 from simtui.errors import ConfigError, UsageError
-from simtui.model import LOCAL, HostKind, HostSpec
+from simtui.model import LOCAL, HostKind, HostSpec, SlurmOptions
 from simtui.secret import mask
 from simtui.units import parse_size
 
@@ -230,6 +230,18 @@ def _show(value: Any) -> str:
     return mask(f"{kind.get(type(value), type(value).__name__)} {value!r}")
 
 
+def _kind(value: Any) -> HostKind:
+    if value not in ("ssh", "slurm"):
+        raise ValueError(f'expected "ssh" or "slurm", got {_show(value)}')
+    return HostKind(value)
+
+
+def _gpu_flag(value: Any) -> str:
+    if value not in ("gres", "gpus"):
+        raise ValueError(f'expected "gres" (--gres=gpu:N) or "gpus" (--gpus=N), got {_show(value)}')
+    return value
+
+
 DEFAULTS_KEYS: dict[str, Check] = {
     "interval": _positive,
     "timeout": _positive,
@@ -259,6 +271,16 @@ HOST_KEYS: dict[str, Check] = {
     "reserve_mem": _size,
     "reserve_disk": _size,
     "share": _boolean,
+    "kind": _kind,
+}
+SLURM_KEYS: dict[str, Check] = {  # kind = "slurm" only
+    "partitions": _strings,
+    "account": _string,
+    "qos": _string,
+    "time": _string,
+    "sbatch_args": _strings,
+    "gpu_flag": _gpu_flag,
+    "local": _boolean,
 }
 LOCAL_KEYS: dict[str, Check] = {
     "enabled": _boolean,
@@ -327,7 +349,10 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
     seen = {h.name for h in hosts}
     for i, raw in enumerate(raw_hosts):
         where = f"hosts[{i}]"
-        values = _table(file, where, raw, HOST_KEYS)
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        for key in SLURM_KEYS.keys() & set(raw if kind != "slurm" and isinstance(raw, dict) else ()):
+            raise ConfigError(file, f"{where}.{key}", 'only a kind = "slurm" host takes it (add kind = "slurm")')
+        values = _table(file, where, raw, {**HOST_KEYS, **SLURM_KEYS} if kind == "slurm" else HOST_KEYS)
         name = values.get("name")
         if name is None:
             raise ConfigError(file, where, 'host has no name; add name = "..."')
@@ -336,11 +361,20 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
             raise ConfigError(file, f"{where}.name", "'local' is this machine; choose another name")
         if name in seen:
             raise ConfigError(file, f"{where}.name", f"duplicate host name {name!r}")
+        if "/" in name or name != name.strip():
+            raise ConfigError(file, f"{where}.name", f"{name!r}: a host name has no '/' (it names a "
+                              "cluster's partition: CLUSTER/PARTITION) and no surrounding spaces")
         if "address" in values and "ssh_alias" in values:
             raise ConfigError(file, where, "give address or ssh_alias, not both")
         seen.add(name)
         tags = values.pop("tags", ())
-        hosts.append(HostSpec(kind=HostKind.SSH, **{**inherited, **values, "tags": tags}))
+        slurm = {key: values.pop(key) for key in SLURM_KEYS if key in values}
+        kind = values.pop("kind", HostKind.SSH)
+        if kind is HostKind.SLURM:
+            if slurm.get("local") and ({"address", "ssh_alias"} & set(values)):
+                raise ConfigError(file, where, "local = true submits from this machine: drop address/ssh_alias")
+            values["slurm"] = SlurmOptions(**slurm)
+        hosts.append(HostSpec(kind=kind, **{**inherited, **values, "tags": tags}))
 
     notify = _notify(file, data.get("notify", {}))
     keys_table = data.get("keys", {})

@@ -16,6 +16,7 @@ LOCAL = "local"
 class HostKind(str, enum.Enum):
     LOCAL = "local"
     SSH = "ssh"
+    SLURM = "slurm"
 
 
 class HostState(str, enum.Enum):
@@ -40,6 +41,19 @@ class JobState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class SlurmOptions:
+    """What a ``kind = "slurm"`` host submits with (``[[hosts]]`` keys of that name)."""
+
+    partitions: tuple[str, ...] = ()  # () = every partition the user may use
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # the default time limit, as sbatch takes it ("1:00:00")
+    sbatch_args: tuple[str, ...] = ()  # more sbatch options, word by word
+    gpu_flag: str = "gres"  # how GPUs are asked for: "gres" (--gres=gpu:N) or "gpus" (--gpus=N)
+    local: bool = False  # the login node is this machine: no SSH
+
+
+@dataclass(frozen=True)
 class HostSpec:
     """How to reach one host and what it offers; built from the config."""
 
@@ -60,6 +74,7 @@ class HostSpec:
     reserve_mem: int = 0
     reserve_disk: int = 0
     share: bool = False  # True: its job and project folders keep the user's umask (others may read)
+    slurm: SlurmOptions | None = None  # kind=slurm: how jobs are submitted there
 
     @property
     def target(self) -> str:
@@ -68,7 +83,7 @@ class HostSpec:
 
     @property
     def display_address(self) -> str:
-        if self.kind is HostKind.LOCAL:
+        if self.kind is HostKind.LOCAL or (self.slurm and self.slurm.local):
             return "localhost"
         where = self.target
         if self.user:
@@ -150,6 +165,56 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """One partition of a Slurm cluster as sinfo and squeue see it now. Memory in bytes."""
+
+    name: str
+    default: bool = False
+    up: bool = True
+    nodes_idle: int = 0
+    nodes_mixed: int = 0
+    nodes_allocated: int = 0
+    nodes_down: int = 0  # down, drained, failing, not responding
+    cpus_idle: int = 0
+    cpus_total: int = 0
+    gpus_free: int = 0
+    gpus_total: int = 0
+    # Per node that takes jobs: (idle CPUs, free memory, free GPUs) now, and its whole
+    # (CPUs, memory, GPUs): a job fits now on the first, at all on the second.
+    free: tuple[tuple[int, int, int], ...] = ()
+    sizes: tuple[tuple[int, int, int], ...] = ()
+    time_limit: str | None = None
+    pending: int = 0  # jobs waiting there, everyone's
+    mine_pending: int = 0  # the user's own
+    mine_running: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Partition:
+        values = _known_fields(cls, data)
+        for name in ("free", "sizes"):
+            values[name] = tuple(tuple(node) for node in values.get(name) or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ClusterJob:
+    """One of the user's jobs in a cluster's queue (squeue), simtui's or not."""
+
+    job_id: str
+    name: str
+    state: str  # Slurm's: PENDING, RUNNING, ...
+    reason: str | None  # why it waits, in plain words
+    partition: str
+    nodes: str
+    elapsed: str
+    time_limit: str
+    label: str | None = None  # the simtui run it is, when it is one
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
 class Sample:
     """One reading of a host's resources. Sizes in bytes, percentages 0..100."""
 
@@ -169,7 +234,8 @@ class Sample:
     disk_free: int | None = None
     uptime: float | None = None
     gpus: tuple[GpuSample, ...] = ()
-    source: str = ""  # psutil, agent, shell
+    source: str = ""  # psutil, agent, shell, slurm
+    partitions: tuple[Partition, ...] = ()  # a Slurm cluster's: one row each on the screen
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -181,6 +247,7 @@ class Sample:
         values["cpu_per_core"] = tuple(values.get("cpu_per_core") or ())
         values["load"] = tuple(values["load"]) if values.get("load") else None
         values["gpus"] = tuple(GpuSample.from_dict(g) for g in values.get("gpus") or ())
+        values["partitions"] = tuple(Partition.from_dict(p) for p in values.get("partitions") or ())
         return cls(**values)
 
 
@@ -196,6 +263,11 @@ class Needs:
 
     def is_empty(self) -> bool:
         return not (self.cpus or self.mem or self.gpus or self.gpu_mem or self.disk)
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs asked for: ``gpu_mem`` alone means one."""
+        return self.gpus or (1 if self.gpu_mem else 0)
 
 
 @dataclass(frozen=True)
@@ -261,6 +333,8 @@ class JobSpec:
     outputs_dir: str | None = None  # where its outputs are looked for (default: the workdir)
     require_clean: bool = False  # refuse to start from a git checkout with changes
     placement: str | None = None  # why ``host``, when the caller chose it (the form's picker)
+    partition: str | None = None  # on a Slurm host: the partition (default: the host's first, else Slurm's)
+    time: str | None = None  # a time limit, where the host's scheduler takes one ("1:00:00")
     project: str | None = None  # the synced project it runs in (simtui run --sync)
     git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
     venv: str | None = None  # a virtual environment on the host, first on the job's PATH
@@ -319,7 +393,7 @@ class Record:
     peak_gpu_mem: int | None = None  # bytes
     log_tail: str | None = None
     updated: float | None = None
-    pid: int | None = None  # the job's process group on its host
+    pid: int | None = None  # the job on its host: its process group (ssh, local) or its Slurm job id
     jobs_dir: str | None = None  # where its folder is on the host, as launched
     after: str | None = None  # label of the job it waits for
     needs: dict[str, Any] | None = None  # what it asked of a host (placement when queued)
@@ -332,6 +406,8 @@ class Record:
     pid_start: int | None = None  # the start time of ``pid`` (/proc/PID/stat field 22): kill checks both
     client: str | None = None  # the simtui process starting it ("pid:create_time"), while it is starting
     reproduction: dict[str, Any] | None = None  # reproduce: how this run's outputs compare with the original's
+    # What the host's scheduler says of it (Slurm: job_id, partition, nodes, sbatch, state, reason).
+    scheduler: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -80,3 +80,111 @@ def make_lab(tmp_path_factory):
     yield make
     for made in labs:
         made.close()
+
+
+# -- Slurm -------------------------------------------------------------------------
+# A real single-node Slurm cluster (tests/slurmd.py) plus one sshd login host whose
+# user submits to it over ssh. Needs root and slurm-wlm + munge (scripts/test installs
+# them): skipped otherwise, a failure under CI.
+
+import pwd  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import tomli_w  # noqa: E402
+from slurmd import SlurmCluster  # noqa: E402
+from sshd import IS_ROOT, SshdHost, _ensure_user  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """The Slurm cluster, started once per session (~3 s: it stops any slurmctld,
+    slurmd or munged already running here, and runs one warm-up job) and stopped at
+    the end. Its state, logs and jobcomp.log are under ``cluster.root``."""
+    reason = SlurmCluster.available()
+    if reason:
+        if ON_CI:
+            pytest.fail(reason + "; CI must run the Slurm tests", pytrace=False)
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.up()
+    yield cluster
+    cluster.down()
+
+
+@dataclass
+class SlurmLab:
+    """The cluster plus the sshd login host "lab" whose user submits jobs over ssh."""
+
+    cluster: SlurmCluster
+    lab: SshdLab
+    host: SshdHost
+
+    def host_table(self, **slurm_keys) -> dict:
+        h = self.host
+        return {
+            "name": "lab",
+            "address": h.address,
+            "port": h.port,
+            "user": h.user,
+            "identity": str(self.lab.client_key),
+            "known_hosts": str(self.lab.known_hosts),
+            "ssh_config": str(self.lab.ssh_config),
+            "kind": "slurm",
+            **slurm_keys,
+        }
+
+    def config_toml(self, **slurm_keys) -> str:
+        """A simtui config: no local host, one ``kind = "slurm"`` host "lab" with the
+        extra keys given (``partitions=["gpu"], time="0:05:00", sbatch_args=[...]``)."""
+        return tomli_w.dumps({"local": {"enabled": False}, "hosts": [self.host_table(**slurm_keys)]})
+
+    def write_config(self, path, **slurm_keys) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.config_toml(**slurm_keys))
+        return path
+
+    def ssh(self, command: str, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
+        """Run ``command`` on the login host as its user, over real ssh."""
+        h = self.host
+        return subprocess.run(
+            ["ssh", "-F", str(self.lab.ssh_config), "-i", str(self.lab.client_key),
+             "-o", f"UserKnownHostsFile={self.lab.known_hosts}", "-o", "BatchMode=yes",
+             "-p", str(h.port), f"{h.user}@{h.address}", command],
+            capture_output=True, text=True, timeout=timeout, **kwargs,
+        )
+
+
+@pytest.fixture(scope="session")
+def _slurm_login(tmp_path_factory):
+    """One sshd host (login0 on 127.0.0.60, user simtui-t58), shared by the session."""
+    need_sshd()
+    if IS_ROOT:  # the job user's home must exist and be theirs: jobs write their output there
+        user = _ensure_user("simtui-t58")  # the user SshdLab gives first_address=60
+        home = Path(user.pw_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        if home.stat().st_uid != user.pw_uid:
+            shutil.chown(home, user.pw_uid, user.pw_gid)
+    lab = SshdLab(tmp_path_factory.mktemp("slurmlab"), 1, first_address=60, prefix="login")
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def slurm_lab(slurm_cluster, _slurm_login):
+    """The Slurm cluster with an empty queue (every job left by an earlier test is
+    cancelled first) and its ssh login host. Function scope, but cheap: the cluster
+    and the sshd are the session's; a test that stops or pauses ``.host`` gets it
+    back running in the next test. Yields a SlurmLab: ``.cluster``, ``.lab``,
+    ``.host``, ``.config_toml(**keys)``, ``.write_config(path, **keys)``, ``.ssh(cmd)``."""
+    host = _slurm_login.hosts[0]
+    if host.proc is None:
+        host.start()
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            host.resume()
+    assert pwd.getpwnam(host.user).pw_uid == Path(host.home).stat().st_uid
+    slurm_cluster.cancel_all()
+    yield SlurmLab(slurm_cluster, _slurm_login, host)

@@ -40,6 +40,7 @@ ACTIVE = (JobState.STARTING, JobState.RUNNING)
 TAIL_LINES = 20
 TAIL_BYTES = 64 * 1024  # enough for the last lines; never read a whole big log for them
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds; the last one repeats
+SCHEDULER_LAG = 0.2  # seconds between looks while a job's scheduler has yet to record the end its folder shows
 
 
 class Engine:
@@ -80,6 +81,9 @@ class Engine:
         if spec.after:
             spec = replace(spec, after=self.store.resolve(spec.after))
         host, why = await self._choose_host(spec)
+        if "/" in host:  # CLUSTER/PARTITION: a partition of a Slurm host
+            host, partition = host.split("/", 1)
+            spec = replace(spec, host=spec.host and host, partition=partition)
         host_spec = self.config.host(host)
         now = time.time()
         label = make_label({"argv": list(spec.argv), "host": host, "workdir": spec.workdir, "created": now})
@@ -89,7 +93,8 @@ class Engine:
         if spec.require_clean:
             await self._refuse_changes(host, workdir)
         plan = runs.params_plan(spec, spec.params)  # a parameter TOML cannot hold fails here, before a record
-        starting = not spec.after and self._has_slot(host)
+        waits = bool(spec.after) and not self._chains(host, spec.after)
+        starting = not waits and self._has_slot(host)
         record = Record(
             label=label, host=host, command=shlex.join(spec.argv),
             state=JobState.STARTING if starting else JobState.QUEUED,
@@ -119,9 +124,14 @@ class Engine:
             raise UsageError(f"--require-clean: {host_name}:{workdir} has uncommitted changes: {shown} "
                              "(commit or stash them, or drop --require-clean)")
 
+    def _chains(self, host: str, after: str) -> bool:
+        """Whether a job on ``host`` can wait for ``after`` in the host's own queue."""
+        dep = self.store.get(after)
+        return not dep.state.finished and host_class(self.config.host(host)).chains_after(host, dep)
+
     async def _choose_host(self, spec: JobSpec) -> tuple[str, str | None]:
         if spec.host:
-            self.config.host(spec.host)  # a clear error for an unknown name
+            self.config.host(spec.host.split("/", 1)[0])  # a clear error for an unknown name
             return spec.host, spec.placement
         if spec.needs.is_empty():
             names = [h.name for h in self.config.hosts]
@@ -144,8 +154,10 @@ class Engine:
         return len(self.active(host)) < limit
 
     def active(self, host: str | None = None) -> list[Record]:
-        """Records of jobs starting or running (on ``host``, if given)."""
-        return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)]
+        """Records of jobs starting or running (on ``host``, if given), and of those
+        waiting in their host's own queue (a Slurm job pending)."""
+        submitted = [r for r in self.store.find(host=host, state=JobState.QUEUED, limit=None) if r.pid is not None]
+        return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)] + submitted
 
     async def start(self, record: Record, *, requeue: bool = False) -> Record:
         """Launch a queued (or just recorded) job on its host. A launch that fails
@@ -164,7 +176,7 @@ class Engine:
                 await runs.make_run_folder(host, home_relative(runs.project_folder(record.workdir)), label, spec.tree)
             started = time.time()
             host, launched = await self._launch(host, record, own_dir=bool(spec and spec.tree),
-                                                params=plan[0] if plan else None)
+                                                params=plan[0] if plan else None, request=self._request(record, spec))
         except remote.AlreadyLaunched:
             return await self._settle_orphan(host, self.store.get(label))
         except SimtuiError as err:
@@ -181,9 +193,23 @@ class Engine:
                                  if plan[0].target.startswith("work:") else launched.params_path)
             fields.update(argv=argv, command=shlex.join(argv),
                           params_file={**(record.params_file or {}), "path": launched.params_path})
+        if launched.scheduler:  # in its host's own queue: it runs when the scheduler says
+            fields.update(scheduler=launched.scheduler, started=None,
+                          log_tail=f"waiting: {launched.scheduler.get('reason') or 'submitted'}")
         if self.store.get(label).state is not JobState.KILLED:  # a kill that came meanwhile stands
-            fields["state"] = JobState.RUNNING
+            fields["state"] = JobState.QUEUED if launched.scheduler else JobState.RUNNING
         return self._update(label, **fields)
+
+    def _request(self, record: Record, spec: JobSpec | None) -> remote.Request:
+        """What the job asks of a scheduler: its needs, partition, time limit, and
+        the job in the same queue it waits for (see _chains)."""
+        after = None
+        if record.after:
+            dep = self.store.get(record.after)
+            if dep.state is not JobState.SUCCEEDED and dep.host == record.host:
+                after = dep.pid
+        return remote.Request(Needs(**record.needs) if record.needs else Needs(),
+                              spec.partition if spec else None, spec.time if spec else None, after)
 
     async def _launch(self, host: Host, record: Record, **options: Any) -> tuple[Host, remote.Launched]:
         """remote.launch, once more where the agent was removed from the host meanwhile
@@ -191,9 +217,9 @@ class Engine:
         makes a second launch of one label safe, see AlreadyLaunched)."""
 
         async def once() -> remote.Launched:
-            return await remote.launch(host, record.jobs_dir, record.label, record.argv, record.workdir or ".",
-                                       await self._capture(host, record), record.venv, share=host.spec.share,
-                                       **options)
+            return await host.launch_job(record.jobs_dir, record.label, record.argv, record.workdir or ".",
+                                         await self._capture(host, record), record.venv, share=host.spec.share,
+                                         **options)
 
         try:
             return host, await once()
@@ -235,7 +261,7 @@ class Engine:
             by_dir.setdefault(record.jobs_dir, []).append(record)
         settled = []
         for jobs_dir, records in by_dir.items():
-            found = await remote.status(host, jobs_dir, [r.label for r in records])
+            found = await host.job_status(jobs_dir, [r.label for r in records])
             for record in records:
                 if record.state is JobState.STARTING and record.pid is None and not found[record.label].pid:
                     if runs.client_alive(record):
@@ -244,8 +270,9 @@ class Engine:
                     if record.state.finished:
                         settled.append(record)
                         continue
-                    found[record.label] = (await remote.status(host, jobs_dir, [record.label]))[record.label]
-                if record.environment is None:  # what the wrapper captured at start
+                    found[record.label] = (await host.job_status(jobs_dir, [record.label]))[record.label]
+                record = self._scheduled(record, found[record.label])
+                if record.environment is None and record.state is not JobState.QUEUED:  # captured at start
                     record = await self._take_provenance(host, record)
                 settled.append(await self._settle(host, record, found[record.label]))
         return settled
@@ -253,13 +280,29 @@ class Engine:
     async def _settle_orphan(self, host: Host, record: Record) -> Record:
         """A record left starting by a simtui process that is gone: adopted when its
         job had started, else failed, and made sure it never will start."""
-        found = await remote.claim(host, record.jobs_dir, record.label)
+        found = await host.cancel_job(record.jobs_dir, record.label)
         if found is None:
             return self._update(record.label, state=JobState.FAILED, ended=time.time(), client=None,
                                 log_tail="never started: the simtui process starting it ended first")
         pid, pid_start = found
         return self._update(record.label, state=JobState.RUNNING, pid=pid, pid_start=pid_start,
                             started=record.started or record.created, client=None)
+
+    def _scheduled(self, record: Record, job: remote.RemoteJob) -> Record:
+        """A job in its host's own queue: waiting (and why), or started, as its
+        scheduler says; the record keeps what the scheduler says of it."""
+        fields: dict[str, Any] = {}
+        if job.scheduler is not None and _scheduler(record, job) != record.scheduler:
+            fields["scheduler"] = _scheduler(record, job)
+        if job.alive and job.queued:
+            waiting = f"waiting: {(job.scheduler or {}).get('reason') or 'in the queue'}"
+            if record.log_tail != waiting:
+                fields["log_tail"] = waiting
+            if record.state is not JobState.QUEUED:  # an adopted job that still waits
+                fields["state"] = JobState.QUEUED
+        elif job.alive and record.state is JobState.QUEUED:
+            fields.update(state=JobState.RUNNING, started=job.started or time.time(), log_tail=None)
+        return self._update(record.label, **fields) if fields else record
 
     async def _take_provenance(self, host: Host, record: Record, *, final: bool = False,
                                found: dict[str, dict] | None = None) -> Record:
@@ -292,15 +335,22 @@ class Engine:
         simtui process is writing that copy (it will finish it)."""
         if job.alive or (job.pid is None and record.state is JobState.STARTING):
             return record
-        if job.exit_code is None and not job.vanished:
+        if job.exit_code is None and not job.vanished and job.outcome is None:
             return record
         # The exit file's mtime comes from the kernel's coarse clock: never before the start.
         fields: dict = {"ended": max(job.ended or time.time(), record.started or 0)}
-        if job.exit_code is None:
-            fields["state"] = JobState.LOST
-        elif record.state is not JobState.KILLED:
-            fields["state"] = JobState.SUCCEEDED if job.exit_code == 0 else JobState.FAILED
-            fields["exit_code"] = job.exit_code
+        if record.started is None:  # ended before anyone saw it run (a scheduler started it)
+            fields["started"] = min(job.started or fields["ended"], fields["ended"])
+        if job.scheduler is not None:
+            fields["scheduler"] = _scheduler(record, job)
+        if record.state is not JobState.KILLED:
+            if job.outcome is not None:
+                fields["state"] = job.outcome
+            else:
+                fields["state"] = JobState.LOST if job.exit_code is None else (
+                    JobState.SUCCEEDED if job.exit_code == 0 else JobState.FAILED)
+            if job.exit_code is not None:
+                fields["exit_code"] = job.exit_code
         record = await self._take_provenance(host, record, final=True, found=found)
         log = LocalLog(record.label)
         if log.claim():  # else its follower finishes the copy
@@ -421,11 +471,16 @@ class Engine:
                         await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
                 try:
-                    if record.state is JobState.QUEUED:
+                    if record.state is JobState.QUEUED and record.pid is None:
                         await self.schedule()
                         raise _NotYet
                     host = await self.host(record.host)
-                    live = remote.Follower(host, record.jobs_dir, record.label, record.pid, pos, record.pid_start)
+                    if record.state is JobState.QUEUED:  # in its host's queue: until its scheduler starts it
+                        await self._reconcile(host)
+                        if self.store.get(record.label).state is JobState.QUEUED:
+                            await asyncio.sleep(self.config.defaults.interval)
+                        continue
+                    live = host.follow_job(record.jobs_dir, record.label, record.pid, pos, record.pid_start)
                     async for chunk in live:
                         if storing:
                             try:
@@ -446,13 +501,16 @@ class Engine:
                     kill = self._kills.get(record.label)
                     if kill is not None:  # its outcome first: a job a kill ended is killed, not failed
                         await kill.wait()
-                    if ended is not None and ended.exit_code is not None:
+                    if ended is not None and ended.exit_code is not None and host.settles_from_folder:
                         end_size = ended.log_size
                         record = self.store.get(record.label)
                         if not record.state.finished:
                             await self._settle(host, record, ended, live.provenance)
                     else:
                         await self._reconcile(host)
+                        if ended is not None and not self.store.get(record.label).state.finished:
+                            await asyncio.sleep(SCHEDULER_LAG)  # it ended; its scheduler has yet to say so
+                            continue
                     delays = iter(RECONNECT_BACKOFF)
                 except (HostError, _NotYet, FileFault) as err:
                     if isinstance(err, HostError):
@@ -528,7 +586,7 @@ class Engine:
         record = self.store.get(label)
         if record.state.finished:
             raise UsageError(f"{record.label} is already {record.state.value}")
-        if record.state is JobState.QUEUED:
+        if record.state is JobState.QUEUED and record.pid is None:  # in simtui's queue: never started
             return self._update(record.label, state=JobState.KILLED, ended=time.time())
         host = await self.host(record.host)
         record = self.store.get(record.label)  # connecting may have settled it
@@ -536,25 +594,25 @@ class Engine:
             raise UsageError(f"{record.label} is already {record.state.value}")
         pid, pid_start = record.pid, record.pid_start
         if pid is None:  # starting: make sure it never starts, unless it has
-            found = await remote.claim(host, record.jobs_dir, record.label)
+            found = await host.cancel_job(record.jobs_dir, record.label)
             if found is None:
                 return self._update(record.label, state=JobState.KILLED, ended=time.time(), client=None,
                                     log_tail="cancelled before it started")
             pid, pid_start = found
         done = self._kills.setdefault(record.label, asyncio.Event())
         try:
-            outcome = await remote.kill(host, record.jobs_dir, record.label, self.config.defaults.kill_grace,
-                                        pid, pid_start)
+            outcome = await host.kill_job(record.jobs_dir, record.label, self.config.defaults.kill_grace,
+                                          pid, pid_start)
             if outcome != "killed":  # it had ended, or nothing of it is left: its folder says how
                 await self._reconcile(host)
                 record = self.store.get(record.label)
                 if record.state.finished:
                     raise UsageError(f"{record.label} is already {record.state.value}")
                 return record
-            job = (await remote.status(host, record.jobs_dir, [record.label]))[record.label]
-            return self._update(
-                record.label, state=JobState.KILLED, exit_code=job.exit_code, ended=job.ended or time.time()
-            )
+            job = (await host.job_status(record.jobs_dir, [record.label]))[record.label]
+            fields = {"scheduler": _scheduler(record, job)} if job.scheduler else {}
+            return self._update(record.label, state=JobState.KILLED, exit_code=job.exit_code,
+                                ended=job.ended or time.time(), **fields)
         finally:
             self._kills.pop(record.label, None)
             done.set()
@@ -567,7 +625,7 @@ class Engine:
         spec = JobSpec.from_dict(old.spec) if old.spec else self._legacy_spec(old)
         if not spec.tree:
             spec = replace(spec, workdir=old.workdir)
-        spec = replace(spec, host=host or (None if old.needs else old.host), after=None, placement=None,
+        spec = replace(spec, host=host or spec.host or (None if old.needs else old.host), after=None, placement=None,
                        params=old.params)
         return await self.submit(spec, repeat_of=old.label, progress=progress)
 
@@ -606,6 +664,8 @@ class Engine:
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
+            if record.pid is not None:  # in its host's own queue already
+                continue
             if record.after:
                 dep = self.store.get(record.after)
                 if dep.state.finished and dep.state is not JobState.SUCCEEDED:
@@ -632,6 +692,12 @@ class Engine:
                 except LaunchError:
                     changed.append(self.store.get(record.label))
         return changed
+
+
+def _scheduler(record: Record, job: remote.RemoteJob) -> dict[str, Any]:
+    """The record's scheduler facts updated with what the scheduler says now (the
+    sbatch line stays)."""
+    return {**(record.scheduler or {}), **(job.scheduler or {})}
 
 
 class _NotYet(Exception):

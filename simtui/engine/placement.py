@@ -20,6 +20,12 @@ GPU count that is spare eligible GPUs over all GPUs; for GPU memory, the mean
 over the GPUs the job would get (the tightest ones that fit). The best fit is the
 lowest score; ties go to the first name in alphabetical order. With no needs
 every reachable host scores 0, so the first name wins.
+
+A Slurm cluster's sample holds its partitions: each is a candidate of its own,
+``CLUSTER/PARTITION``. A partition fits now when one of its nodes has the CPUs,
+memory and GPUs free (scored like a host, by that node's leftover share; disk
+is not asked); where nothing fits now, the job goes to the partition whose nodes
+could hold it at all with the fewest jobs waiting there ("fits gpu after 2 pending").
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from simtui.errors import UsageError
-from simtui.model import GpuSample, Needs, Placement, ProbeResult, Sample
+from simtui.model import GpuSample, Needs, Partition, Placement, ProbeResult, Sample
 from simtui.units import format_gib, parse_size
 
 
@@ -71,11 +77,6 @@ def _size(flag: str, text: str | None) -> int:
         raise UsageError(f"{flag}: {err}") from None
 
 
-def gpu_count(needs: Needs) -> int:
-    """GPUs asked for: ``gpu_mem`` alone means one."""
-    return needs.gpus or (1 if needs.gpu_mem else 0)
-
-
 def describe_needs(needs: Needs) -> str:
     """``2 CPUs, 4.0 GiB memory, 1 GPU with 1.5 GiB free`` (``no needs`` when empty)."""
     parts = []
@@ -83,7 +84,7 @@ def describe_needs(needs: Needs) -> str:
         parts.append(_plural(needs.cpus, "CPU"))
     if needs.mem:
         parts.append(f"{format_gib(needs.mem)} memory")
-    if count := gpu_count(needs):
+    if count := needs.gpu_count:
         with_mem = f" with {format_gib(needs.gpu_mem)} free" if needs.gpu_mem else ""
         parts.append(f"{_plural(count, 'GPU')}{with_mem}")
     if needs.disk:
@@ -94,8 +95,22 @@ def describe_needs(needs: Needs) -> str:
 def place(needs: Needs, candidates: Sequence[ProbeResult]) -> Placement:
     """The best-fit host for the needs, a score for every host that fits and a
     reason for every host (see the module docstring for the rules)."""
-    outcomes = {c.spec.name: _outcome(needs, c) for c in candidates}
+    outcomes: dict[str, tuple[float, str] | str] = {}
+    queues: dict[str, int] = {}  # partitions that could take it later: how many jobs wait there
+    for c in candidates:
+        if c.sample is not None and c.sample.partitions:
+            for partition in c.sample.partitions:
+                name = f"{c.spec.name}/{partition.name}"
+                outcomes[name] = _partition_outcome(needs, partition)
+                if isinstance(outcomes[name], str) and outcomes[name].startswith(QUEUE):
+                    queues[name] = partition.pending
+        else:
+            outcomes[c.spec.name] = _outcome(needs, c)
     fits = {name: fit for name, fit in outcomes.items() if not isinstance(fit, str)}
+    if not fits and queues:
+        best = min(queues, key=lambda name: (queues[name], name))
+        why = f"{best}: nothing fits now; fits {best.split('/', 1)[1]} after {queues[best]} pending"
+        return Placement(needs, best, {}, dict(outcomes), why)
     if not fits:
         why = f"none of {_plural(len(outcomes), 'host')} fits {describe_needs(needs)}"
         return Placement(needs, None, {}, dict(outcomes), why)
@@ -126,6 +141,30 @@ def _outcome(needs: Needs, candidate: ProbeResult) -> tuple[float, str] | str:
     return sum(c.share for c in checks), ", ".join(c.left for c in checks) or "nothing asked"
 
 
+QUEUE = "fits after the jobs waiting there"
+
+
+def _partition_outcome(needs: Needs, partition: Partition) -> tuple[float, str] | str:
+    """(score, what is left on the tightest node) when a node of the partition takes
+    the job now; else QUEUE (with how many wait) when a node could at all, else why not."""
+    if not partition.up:
+        return "partition is down"
+    asked = (math.ceil(needs.cpus), needs.mem, needs.gpu_count)
+    best: tuple[float, str] | None = None
+    for free, size in zip(partition.free, partition.sizes):
+        if all(have >= want for have, want in zip(free, asked)):
+            share = sum((have - want) / total for have, want, total in zip(free, asked, size) if want and total)
+            if best is None or share < best[0]:
+                left = [f"{free[0] - asked[0]} CPUs" if asked[0] else "", f"{format_gib(free[1] - asked[1])} memory"
+                        if asked[1] else "", _plural(free[2] - asked[2], "spare GPU") if asked[2] else ""]
+                best = (share, ", ".join(filter(None, left)) or "nothing asked")
+    if best is not None:
+        return best
+    if any(all(have >= want for have, want in zip(size, asked)) for size in partition.sizes):
+        return f"{QUEUE} ({partition.pending} pending)"
+    return f"no node of it has {describe_needs(needs)}"
+
+
 @dataclass(frozen=True)
 class _Check:
     """One requested dimension on one host: why it falls short, or what is left."""
@@ -147,7 +186,7 @@ def _checks(needs: Needs, candidate: ProbeResult, sample: Sample) -> list[_Check
         available = _minus(sample.mem_available, spec.reserve_mem)
         checks.append(_amount("memory", needs.mem, available, sample.mem_total, format_gib,
                               _reserved("available", spec.reserve_mem)))
-    if gpu_count(needs):
+    if needs.gpu_count:
         checks.extend(_gpu_checks(needs, sample.gpus))
     if needs.disk:
         free = _minus(sample.disk_free, spec.reserve_disk)
@@ -169,7 +208,7 @@ def _amount(
 
 
 def _gpu_checks(needs: Needs, gpus: tuple[GpuSample, ...]) -> list[_Check]:
-    count, per_gpu = gpu_count(needs), needs.gpu_mem
+    count, per_gpu = needs.gpu_count, needs.gpu_mem
     eligible = [g for g in gpus if g.mem_free is not None and g.mem_free >= per_gpu] if per_gpu else list(gpus)
     if len(eligible) < count:
         return [_Check(short=_gpu_shortfall(count, per_gpu, gpus, len(eligible)))]

@@ -9,11 +9,15 @@ __all__ = ["CommandResult", "Host", "LineSplitter", "command_line", "host_class"
 
 
 def host_class(spec: HostSpec) -> type[Host]:
-    """The class of hosts of this kind. asyncssh is imported only for SSH hosts."""
+    """The class of hosts of this kind. asyncssh is imported only for hosts reached over SSH."""
     if spec.kind is HostKind.LOCAL:
         from simtui.hosts.local import LocalHost
 
         return LocalHost
+    if spec.kind is HostKind.SLURM:
+        from simtui.hosts.slurm import SlurmHost
+
+        return SlurmHost
     from simtui.hosts.ssh import SshHost
 
     return SshHost

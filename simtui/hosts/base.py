@@ -7,10 +7,13 @@ import shlex
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simtui.errors import CommandFailed
-from simtui.model import HostFacts, HostSpec, ProcessInfo, Sample
+from simtui.errors import CommandFailed, UsageError
+from simtui.model import ClusterJob, HostFacts, HostSpec, ProcessInfo, Record, Sample
+
+if TYPE_CHECKING:
+    from simtui.hosts.jobs import Capture, Follower, Launched, Params, RemoteJob, Request
 
 CHUNK = 1 << 20  # read size for streams: big reads keep per-chunk overhead low
 
@@ -208,6 +211,63 @@ class Host(abc.ABC):
         from simtui.hosts.processes import ps_processes
 
         return await ps_processes(self, limit)
+
+    # -- jobs: how this kind of host runs them (detached under setsid: hosts.jobs) ------------
+
+    # Whether a job's folder has the last word on how it ended; where a scheduler
+    # has it, the end a follower sees is checked with job_status.
+    settles_from_folder = True
+
+    async def launch_job(self, jobs_dir: str, label: str, argv: Sequence[str], workdir: str,
+                         capture: Capture | None, venv: str | None, *, own_dir: bool = False,
+                         params: Params | None = None, share: bool = False,
+                         request: Request | None = None) -> Launched:
+        """Start the job (see hosts.jobs.launch); ``request`` is for a scheduler: unused here."""
+        from simtui.hosts import jobs
+
+        return await jobs.launch(self, jobs_dir, label, argv, workdir, capture, venv, own_dir=own_dir,
+                                 params=params, share=share)
+
+    async def job_status(self, jobs_dir: str, labels: Sequence[str]) -> dict[str, RemoteJob]:
+        """What each job's folder says now, all in one command (see hosts.jobs.status)."""
+        from simtui.hosts import jobs
+
+        return await jobs.status(self, jobs_dir, labels)
+
+    async def cancel_job(self, jobs_dir: str, label: str) -> tuple[int, int | None] | None:
+        """Make sure a job that has not started never will (see hosts.jobs.claim)."""
+        from simtui.hosts import jobs
+
+        return await jobs.claim(self, jobs_dir, label)
+
+    async def kill_job(self, jobs_dir: str, label: str, grace: float, pid: int | None = None,
+                       pid_start: int | None = None) -> str:
+        """Stop the job: "killed", "ended" or "gone" (see hosts.jobs.kill)."""
+        from simtui.hosts import jobs
+
+        return await jobs.kill(self, jobs_dir, label, grace, pid, pid_start)
+
+    def follow_job(self, jobs_dir: str, label: str, pid: int, offset: int = 0,
+                   pid_start: int | None = None) -> Follower:
+        """The job's log from ``offset``, live, until it ends (see hosts.jobs.Follower)."""
+        from simtui.hosts import jobs
+
+        return jobs.Follower(self, jobs_dir, label, pid, offset, pid_start)
+
+    async def queue(self) -> list[ClusterJob]:
+        """The user's jobs in this host's scheduler queue (a host without one has none)."""
+        return []
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a job of this host's scheduler queue."""
+        raise UsageError(f"{self.name} has no scheduler queue to cancel {job_id} in")
+
+    @classmethod
+    def chains_after(cls, host: str, record: Record) -> bool:
+        """Whether a job on ``host`` (of this kind) can wait for ``record``'s job in the
+        host's own queue (started now, it runs once that one has succeeded); else
+        simtui's queue holds it until then."""
+        return False
 
     @abc.abstractmethod
     async def connect(self) -> None:

@@ -38,9 +38,11 @@ import posixpath
 import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from simtui.errors import HostError, UsageError
 from simtui.hosts.base import Host, home_relative
+from simtui.model import JobState, Needs
 
 # Sets $sess and $st from the words of /proc/PID/stat after "(comm) ": the session
 # (field 6) and the start time (field 22).
@@ -101,8 +103,9 @@ exit "$code"
 # job's folder and the jobs folder 0700); the rest goes to the wrapper. The venv goes
 # first on PATH for the wrapper: the job and its capture both see it. Prints,
 # NUL-separated: pid, start time, the run's folder, the workdir, the outputs folder
-# and the parameters file (absolute).
-LAUNCH = r"""
+# and the parameters file (absolute). PREPARE is the part every kind of host shares:
+# it leaves the wrapper's arguments in "$@" and $out, $run set.
+PREPARE = r"""
 wrapper=$1; d=$2; w=$3; prov=$4; venv=$5; label=$6; name=$7; own=$8; params=$9; replace=${10}; share=${11}; shift 11
 job_umask=$(umask)
 [ "$share" = share ] || umask 077
@@ -150,6 +153,8 @@ if [ -n "$replace" ]; then  # the job's argv follows the outputs folder, the cou
     done
 fi
 case $1 in /*) out=$1 ;; *) out=$PWD/$1 ;; esac
+"""
+LAUNCH = PREPARE + r"""
 : > "$d/out.log"
 setsid sh -c "$wrapper" simtui-job "$d" "$prov" "$job_umask" "$@" < /dev/null >> "$d/out.log" 2>&1 &
 i=0
@@ -232,7 +237,7 @@ echo killed
 
 @dataclass(frozen=True)
 class RemoteJob:
-    """What a job's folder says right now."""
+    """What a job's folder (and its host's scheduler, where it has one) says right now."""
 
     label: str
     pid: int | None
@@ -241,11 +246,18 @@ class RemoteJob:
     log_size: int
     ended: float | None = None
     pid_start: int | None = None
+    # A scheduler's host: whether the job still waits in its queue, when it started,
+    # the end state the scheduler gives it (it outranks the exit code: a job it
+    # cancelled is killed, one on a node that failed is lost) and what it says.
+    queued: bool = False
+    started: float | None = None
+    outcome: JobState | None = None
+    scheduler: dict[str, Any] | None = None
 
     @property
     def vanished(self) -> bool:
         """Its processes are gone and it left no exit code: the job is lost."""
-        return self.pid is not None and not self.alive and self.exit_code is None
+        return self.pid is not None and not self.alive and self.exit_code is None and self.outcome is None
 
 
 def job_dir(jobs_dir: str, label: str) -> str:
@@ -278,6 +290,16 @@ class Params:
 
 
 @dataclass(frozen=True)
+class Request:
+    """What a job asks of its host's scheduler (a host without one runs it as it is)."""
+
+    needs: Needs = Needs()
+    partition: str | None = None
+    time: str | None = None  # a time limit ("1:00:00")
+    after: int | None = None  # the job in the same host's queue it waits for (its ``pid``)
+
+
+@dataclass(frozen=True)
 class Launched:
     """What the host says of a job it has just started (paths absolute)."""
 
@@ -287,6 +309,7 @@ class Launched:
     workdir: str
     outputs_root: str
     params_path: str | None
+    scheduler: dict[str, Any] | None = None  # what its host's scheduler says of it (it waits in its queue)
 
 
 class LaunchRefused(UsageError):
@@ -307,7 +330,7 @@ class AgentGone(LaunchFailed):
     """provenance.py is no longer where the agent was installed (install it again)."""
 
 
-USER_FIXABLE = {91, 94}  # workdir, virtual environment missing
+USER_FIXABLE = {91, 94, 98}  # workdir, virtual environment missing; the scheduler refused the job
 IN_USE = 92  # the job folder has a pid file: launched before
 AGENT_GONE = 97
 
@@ -315,20 +338,21 @@ AGENT_GONE = 97
 async def launch(
     host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
     capture: Capture | None = None, venv: str | None = None, *, own_dir: bool = False,
-    params: Params | None = None, share: bool = False,
+    params: Params | None = None, share: bool = False, script: str = LAUNCH, lead: Sequence[str] = (),
 ) -> Launched:
     """Start ``argv`` detached in ``workdir`` (with ``venv`` first on its PATH);
     ``own_dir``: the workdir is the run's own folder; ``share``: leave the modes of
     the job's folder and files to the user's umask (else 0700 and 0600). Raises
     LaunchRefused for what the user can fix, LaunchFailed otherwise (also when a
-    cancel came first)."""
+    cancel came first). ``script`` (PREPARE and how to start) and the arguments it
+    takes before PREPARE's (``lead``) are another kind of host's way to start it."""
     d = job_dir(jobs_dir, label)
     capture = capture or Capture("")
     head = [capture.script, venv or "", label, host.name, "own" if own_dir else "",
             params.target if params else "", " ".join(map(str, params.positions)) if params else "",
             "share" if share else ""]
     tail = [capture.outputs_dir, str(len(capture.inputs)), *capture.inputs, *argv]
-    result = await host.run(_sh(LAUNCH, WRAPPER, d, home_relative(workdir), *head, *tail),
+    result = await host.run(_sh(script, *lead, WRAPPER, d, home_relative(workdir), *head, *tail),
                             input=params.text if params else None)
     if not result.ok:
         why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
@@ -415,9 +439,11 @@ def _log(jobs_dir: str, label: str) -> str:
     return posixpath.join(job_dir(jobs_dir, label), "out.log")
 
 
-# $1 = log, $2 = offset, $3 = the job's folder, $4 = the job's pid, $5 = its start
-# time ("-": unknown). Prints the log from the offset until the exit file appears
-# (or that process is gone: no such pid, a zombie, or another process's), then what
+# $1 = log, $2 = offset, $3 = the job's folder, $4 = the job's pid (0: none to watch
+# here, as on a cluster's login node), $5 = its start time ("-": unknown). Prints the
+# log from the offset until the exit file appears (or the ``ended`` file a scheduler's
+# host writes for a job that ended without one, or that process is gone: no such pid,
+# a zombie, or another process's), then what
 # the log got before: nothing written before the end is missed. It notices the end
 # at once (inotify; else within 50 ms), where ``tail --pid`` waits for the job's
 # zombie to be reaped (by an init that may take seconds, or never). Framed (see
@@ -430,9 +456,12 @@ import json, os, select, struct, sys
 log, offset, d, pid, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 out = sys.stdout.buffer
 exit_file = os.path.join(d, "exit")
+ended_file = os.path.join(d, "ended")
 
 
 def gone():
+    if pid <= 0:
+        return os.path.exists(ended_file)
     try:
         with open("/proc/%d/stat" % pid, "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()

@@ -193,6 +193,22 @@ class Requests:
         on = await self.engine.host(host)
         return [to_dict(p) for p in await on.processes()]
 
+    async def op_queue(self, event: Event, host: str) -> list[dict[str, Any]]:
+        on = await self.engine.host(host)
+        return [job.to_dict() for job in await on.queue()]
+
+    async def op_cancel(self, event: Event, host: str, job_id: str) -> dict[str, Any] | None:
+        """A run of simtui's is killed through its record; another job scancelled."""
+        on = await self.engine.host(host)
+        for job in await on.queue():
+            if job.job_id == job_id and job.label:
+                with contextlib.suppress(SimtuiError):
+                    record = self.store.get(job.label)
+                    if record.host == host:
+                        return (await asyncio.shield(self.engine.kill(record.label))).to_dict()
+        await on.cancel(job_id)
+        return None
+
     def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
         project = Project(Path(project_root)) if project_root else find_project()
         return project, self.hub.config.project_host(host)

@@ -490,5 +490,10 @@ def _v6_json_as_exported(db: Database) -> None:
         last = batch[-1][0]
 
 
+def _v7_scheduler(db: Database) -> None:
+    """What a host's scheduler says of a job (Slurm: its job id, partition, nodes, state)."""
+    db["records"].add_column("scheduler", str)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
-                                                _v5_run_contract, _v6_json_as_exported]
+                                                _v5_run_contract, _v6_json_as_exported, _v7_scheduler]
