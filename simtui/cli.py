@@ -187,9 +187,20 @@ def probe(obj: Obj, names: tuple[str, ...], timeout: float | None, as_json: bool
         echo_json([r.to_dict() for r in results])
     else:
         headers = ["host", "state", "cpus", "cpu", "load", "mem used/total", "disk free", "gpus", "reason"]
-        click.echo(table(headers, [_probe_row(r) for r in results]))
+        click.echo(table(headers, [row for r in results for row in _probe_rows(r)]))
     if names and any(r.sample is None for r in results):
         sys.exit(3)
+
+
+def _probe_rows(result: ProbeResult) -> list[tuple[Any, ...]]:
+    """The host's row; a cluster's partitions, one row each (CPUs and GPUs idle of all)."""
+    s = result.sample
+    if s is None or not s.partitions:
+        return [_probe_row(result)]
+    return [(f"{result.spec.name}/{p.name}" + ("*" if p.default else ""), result.state.value if p.up else "down",
+             f"{p.cpus_idle}/{p.cpus_total} idle", None, None, None, None,
+             f"{p.gpus_free}/{p.gpus_total} free" if p.gpus_total else None,
+             f"{p.pending} pending, {p.mine_running} of yours running") for p in s.partitions]
 
 
 def _probe_row(result: ProbeResult) -> tuple[Any, ...]:
@@ -252,7 +263,8 @@ def place(obj: Obj, cpus: str | None, mem: str | None, gpus: str | None, gpu_mem
         echo_json(chosen.to_dict())
     else:
         click.echo(chosen.why)
-        rows = [(r.spec.name, r.state.value, chosen.reasons[r.spec.name]) for r in results]
+        states = {r.spec.name: r.state.value for r in results}  # a cluster's partitions: CLUSTER/PARTITION
+        rows = [(name, states[name.split("/", 1)[0]], reason) for name, reason in chosen.reasons.items()]
         click.echo(table(["host", "state", "reason"], rows))
     if chosen.host is None:
         sys.exit(1)

@@ -144,3 +144,15 @@ def test_rerun_and_after_stay_on_the_cluster(cluster):
     again = show(rerun.stdout.splitlines()[0], cluster.config)
     assert again["repeat_of"] == first and again["host"] == "lab" and again["scheduler"]["partition"] == "gpu"
     assert "first" in rerun.stdout
+
+
+def test_a_cluster_whose_login_node_is_this_machine(slurm_lab, tmp_path):
+    config = tmp_path / "local.toml"
+    config.write_text(f'[[hosts]]\nname = "here"\nkind = "slurm"\nlocal = true\njobs_dir = "{tmp_path}/jobs"\n')
+    proc = simtui("run", "--host", "here", "--mem", "100M", "--follow", "--", "sh", "-c", "echo job $SLURM_JOB_ID",
+                  config=config, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    label = proc.stdout.splitlines()[0]
+    record = show(label, config)
+    assert record["state"] == "succeeded" and f"job {record['scheduler']['job_id']}" in proc.stdout
+    assert simtui_json("hosts", config=config)[-1]["address"] == "localhost"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import shlex
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -315,9 +316,10 @@ class Host(abc.ABC):
     async def lines(self, argv: Sequence[str]) -> AsyncIterator[str]:
         """Run a command and yield its stdout line by line (without the newline)."""
         splitter = LineSplitter()
-        async for chunk in self.stream(argv):
-            for line in splitter.feed(chunk):
-                yield line
+        async with contextlib.aclosing(self.stream(argv)) as chunks:  # a reader that stops stops the command
+            async for chunk in chunks:
+                for line in splitter.feed(chunk):
+                    yield line
         for line in splitter.flush():
             yield line
 

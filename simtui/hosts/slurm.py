@@ -373,13 +373,14 @@ def _float(text: str) -> float | None:
 
 def cluster_sample(host: str, out: str, user: str, wanted: Sequence[str] = ()) -> Sample:
     """sinfo's nodes and squeue's jobs (see CLUSTER) as one Sample with a Partition each."""
-    nodes, _, queue = out.partition("--\n")
+    listing, _, queue = out.partition("--\n")
     rows: dict[str, dict[str, Any]] = {}
-    for line in nodes.splitlines():
+    nodes_seen: dict[str, tuple[int, int]] = {}
+    for line in listing.splitlines():
         parts = line.split("|")
         if len(parts) < 10:
             continue
-        name, state, cpus, gres, gres_used, memory, alloc_mem, limit, _node, avail = parts[:10]
+        name, state, cpus, gres, gres_used, memory, alloc_mem, limit, node, avail = parts[:10]
         default = name.endswith("*")
         name = name.rstrip("*")
         if wanted and name not in wanted:
@@ -389,6 +390,7 @@ def cluster_sample(host: str, out: str, user: str, wanted: Sequence[str] = ()) -
                                      "nodes_allocated": 0, "nodes_down": 0, "cpus_idle": 0, "cpus_total": 0,
                                      "gpus_free": 0, "gpus_total": 0})
         alloc, idle, _other, total = (int(n) if n.isdigit() else 0 for n in (cpus.split("/") + ["0"] * 4)[:4])
+        nodes_seen[node] = (total, idle)  # a node in several partitions counts once for the cluster
         gpus, used = _gpus(gres), _gpus(gres_used)
         mem = int(memory) * MIB if memory.isdigit() else 0
         free_mem = max(mem - (int(alloc_mem) * MIB if alloc_mem.isdigit() else 0), 0)
@@ -415,8 +417,8 @@ def cluster_sample(host: str, out: str, user: str, wanted: Sequence[str] = ()) -
                     row[key] = row.get(key, 0) + 1
     partitions = tuple(Partition(**{**row, "free": tuple(row["free"]), "sizes": tuple(row["sizes"])})
                        for row in rows.values())
-    cpus = sum(p.cpus_total for p in partitions)
-    idle = sum(p.cpus_idle for p in partitions)
+    cpus = sum(total for total, _ in nodes_seen.values())
+    idle = sum(idle for _, idle in nodes_seen.values())
     return Sample(host=host, time=time.time(), cpu_count=cpus or None,
                   cpu_percent=100 * (1 - idle / cpus) if cpus else None, partitions=partitions, source="slurm")
 
