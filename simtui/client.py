@@ -393,7 +393,7 @@ class Client:
     async def cancel(self, host: str, job_id: str) -> Record | None:
         """Cancel one job of a cluster's queue: a simtui run is killed as ``kill``
         does (its record is returned), any other job is scancelled."""
-        found = await self.request("cancel", host=host, job_id=job_id)
+        found = await self.request("cancel_job", host=host, job_id=job_id)
         return Record.from_dict(found) if found else None
 
     async def sync(self, host: str | None = None, project: str | os.PathLike | None = None,

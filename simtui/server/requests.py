@@ -197,7 +197,7 @@ class Requests:
         on = await self.engine.host(host)
         return [job.to_dict() for job in await on.queue()]
 
-    async def op_cancel(self, event: Event, host: str, job_id: str) -> dict[str, Any] | None:
+    async def op_cancel_job(self, event: Event, host: str, job_id: str) -> dict[str, Any] | None:
         """A run of simtui's is killed through its record; another job scancelled."""
         on = await self.engine.host(host)
         for job in await on.queue():

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, OptionList
 
 from simtui.model import Record
+from simtui.ui.screens.cluster_jobs import ClusterJobsScreen
 from simtui.ui.screens.confirm import ConfirmScreen, PromptScreen
 from simtui.ui.screens.history import HistoryScreen
 from simtui.ui.screens.log import LogScreen
@@ -177,6 +178,13 @@ class DashboardScreen(Screen):
         self.app.push_screen(HistoryScreen())
 
     def action_processes(self) -> None:
-        host = self.query_one(HostsPanel).host
-        if host is not None:
+        """The highlighted host's processes; on any row of a Slurm cluster (known by its
+        partitions, or before its first sample by its spec), your jobs in its queue."""
+        panel = self.query_one(HostsPanel)
+        host = panel.host
+        if host is None:
+            return
+        if self.app.hosts[host].cluster:
+            self.app.push_screen(ClusterJobsScreen(host, panel.partition))
+        else:
             self.app.push_screen(ProcessesScreen(host))

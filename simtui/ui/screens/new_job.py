@@ -1,6 +1,10 @@
 """The new-job form: command, sync, tags, reason, workdir, parameters, needs, and a
 host picker ordered by fit (placement over the hosts' latest samples, no I/O), the
-best fit preselected. What it submits is the JobSpec that `simtui run` would make."""
+best fit preselected. What it submits is the JobSpec that `simtui run` would make.
+
+A Slurm cluster is offered as itself (its jobs go to its default partition, whose
+fit it shows) and, once sampled, as ``CLUSTER/PARTITION`` for each partition:
+placement scores each partition, and the engine takes such a host name apart."""
 
 from __future__ import annotations
 
@@ -37,11 +41,24 @@ def best(placement: Placement) -> str | None:
     return placement.host
 
 
-def ranked(placement: Placement, names: Iterable[str]) -> list[str]:
-    """The best fit, the other hosts that fit (tightest first), then the rest in their given order."""
+def targets(hosts: Iterable[HostView]) -> dict[str, str]:
+    """What the picker offers, each with the name placement scores it by: every host
+    (a cluster by its default partition), then each partition of a sampled cluster."""
+    found = {}
+    for view in hosts:
+        default = view.default_partition
+        found[view.name] = f"{view.name}/{default}" if default else view.name
+        found.update((f"{view.name}/{p.name}",) * 2 for p in view.partitions)
+    return found
+
+
+def ranked(placement: Placement, keys: dict[str, str]) -> list[str]:
+    """The best fit, the other targets that fit (tightest first), then the rest in
+    their given order. ``keys``: target -> its name in the placement (see targets)."""
     top = best(placement)
-    fits = sorted(placement.scores, key=lambda n: (n != top, placement.scores[n], n))
-    return fits + [n for n in names if n not in placement.scores]
+    fits = sorted((n for n in keys if keys[n] in placement.scores),
+                  key=lambda n: (keys[n] != top, placement.scores[keys[n]], keys[n], n))
+    return fits + [n for n in keys if keys[n] not in placement.scores]
 
 
 class FieldError(UsageError):
@@ -61,6 +78,7 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
     def __init__(self, hosts: Iterable[HostView]) -> None:
         super().__init__()
         self.hosts = {view.name: view for view in hosts}
+        self.keys: dict[str, str] = {}  # what the picker offers: its name in the placement (see targets)
         self.needs = Needs()
         self.placement: Placement | None = None
         self.picked: str | None = None  # a host the user chose by hand
@@ -128,25 +146,34 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
         """Order the hosts by fit for the current needs; keep a hand-picked host."""
         candidates = [view.latest for view in self.hosts.values()]
         self.placement = placement = place(self.needs, candidates)
+        self.keys = keys = targets(self.hosts.values())
         picker = self.query_one("#picker", OptionList)
-        order = ranked(placement, self.hosts)
+        order = ranked(placement, keys)
         width = max(len(n) for n in order)
         picker.clear_options()
         for name in order:
             prompt = Text(no_wrap=True, overflow="ellipsis")
-            fits = name in placement.scores
+            fits = keys[name] in placement.scores
             prompt.append(f"{'✓' if fits else '✗'} ", "green" if fits else "red")
             prompt.append(name.ljust(width), "bold")
-            reason = placement.reasons[name] if not (fits and self.needs.is_empty()) else "up"
+            reason = placement.reasons.get(keys[name], "no sample") if not (fits and self.needs.is_empty()) else "up"
+            if keys[name] != name:  # a cluster itself: where its jobs go
+                reason = f"default partition {keys[name].split('/', 1)[1]}: {reason}"
             prompt.append(f"  {reason}", "" if fits else "dim")
-            down = self.hosts[name].state is HostState.DOWN
+            down = self._view(name).state is HostState.DOWN
             picker.add_option(Option(prompt, id=name, disabled=down))
         choice = self.picked if self.picked in order else best(placement)
+        if choice not in order:
+            choice = None
         if choice is None and self.needs.is_empty():  # no needs: any host that is up, sampled yet or not
-            choice = next((name for name in order if self.hosts[name].state is HostState.UP), None)
+            choice = next((name for name in order if self._view(name).state is HostState.UP), None)
         picker.highlighted = order.index(choice) if choice is not None else None
         why = placement.why if not self.needs.is_empty() else "no needs given: any host that is up"
         self.query_one("#fit", Label).update(Text(why))
+
+    def _view(self, target: str) -> HostView:
+        """The host a picker entry is on (``CLUSTER/PARTITION``: the cluster)."""
+        return self.hosts[target.split("/", 1)[0]]
 
     def refresh_hosts(self) -> None:
         """A host changed state or sent a sample (ignored while the form is not there)."""
@@ -239,7 +266,7 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
         tags = tuple(dict.fromkeys(self._value("tags").replace(",", " ").split()))
         placement = self.placement
         why = placement.why if option.id == placement.host else (
-            f"{option.id}: picked by hand ({placement.reasons.get(option.id, 'no sample')})")
+            f"{option.id}: picked by hand ({placement.reasons.get(self.keys.get(option.id, option.id), 'no sample')})")
         self.dismiss(JobSpec(argv=argv, host=option.id, needs=needs, tags=tags,
                              reason=self._value("reason") or None, placement=why, workdir=workdir or None,
                              params=params, params_file=file or None, params_format=params_format(file),
