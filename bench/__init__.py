@@ -15,4 +15,5 @@ REGISTRY: dict[str, str] = {
     "soak": "bench.soak",
     "logs": "bench.logs",
     "far": "bench.far",
+    "slurm": "bench.slurm",
 }

@@ -146,6 +146,17 @@ def test_rerun_and_after_stay_on_the_cluster(cluster):
     assert "first" in rerun.stdout
 
 
+def test_reproduce_compares_the_outputs_made_on_the_compute_node(cluster, tmp_path):
+    made = simtui("run", "--host", "lab", "--mem", "100M", "--follow", "--", "sh", "-c",
+                  "mkdir -p out && echo 42 > out/answer.txt", config=cluster.config, timeout=90)
+    assert made.returncode == 0, made.stderr
+    label = made.stdout.splitlines()[0]
+    assert [o["path"] for o in show(label, cluster.config)["outputs"]] == ["out/answer.txt"]
+    verdict = simtui_json("reproduce", label, config=cluster.config, timeout=120)
+    assert verdict["reproduced"] and verdict["identical"] == 1
+    assert show(verdict["label"], cluster.config)["scheduler"]["state"] == "COMPLETED"
+
+
 def test_a_cluster_whose_login_node_is_this_machine(slurm_lab, tmp_path):
     config = tmp_path / "local.toml"
     config.write_text(f'[[hosts]]\nname = "here"\nkind = "slurm"\nlocal = true\njobs_dir = "{tmp_path}/jobs"\n')
