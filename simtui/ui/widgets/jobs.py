@@ -35,16 +35,25 @@ def runtime(record: Record, now: float) -> str:
 
 
 def command(record: Record) -> Text:
+    """The command; for a queued job, why it waits (its scheduler's reason, a host down)."""
     text = Text.from_ansi(one_line(record.command, colour=True), no_wrap=True)
     text.truncate(COMMAND_WIDTH, overflow="ellipsis")
+    if record.state is JobState.QUEUED and (record.log_tail or "").startswith("waiting: "):
+        text.append(f"  {one_line(record.log_tail.removeprefix('waiting: '))}", "dim italic")
     return text
+
+
+def where(record: Record) -> str:
+    """Its host, and the partition there where its scheduler placed it (CLUSTER/PARTITION)."""
+    partition = (record.scheduler or {}).get("partition")
+    return f"{record.host}/{partition}" if partition else record.host
 
 
 def cells(record: Record, now: float) -> tuple[Text, ...]:
     state = record.state.value + (f" {record.exit_code}" if record.exit_code not in (None, 0) else "")
     return (
         Text(record.label),
-        Text(record.host),
+        Text(one_line(where(record))),
         Text(state, STATE_STYLE[record.state]),
         Text(one_line(", ".join(record.tags)), "cyan"),
         Text(runtime(record, now), justify="right"),
