@@ -40,7 +40,7 @@ ACTIVE = (JobState.STARTING, JobState.RUNNING)
 TAIL_LINES = 20
 TAIL_BYTES = 64 * 1024  # enough for the last lines; never read a whole big log for them
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds; the last one repeats
-SCHEDULER_LAG = 0.2  # seconds between looks while a job's scheduler has yet to record the end its folder shows
+SCHEDULER_LAG = 0.1  # seconds between looks while a job's scheduler has yet to record the end its folder shows
 
 
 class Engine:
@@ -52,6 +52,7 @@ class Engine:
         self.on_change: Callable[[Record], None] | None = None  # hears every record the engine writes
         self.probe = probe_hosts  # samples for placement: (specs, timeout) -> ProbeResults
         self.reachable: Callable[[str], bool] = lambda host: True  # a host known down is not dialled by the queue
+        self.poll_soon: Callable[[str], None] | None = None  # the host's poll of its jobs, now (None: do it here)
         self._kills: dict[str, asyncio.Event] = {}  # kills under way, by label: set when each is done
 
     async def close(self) -> None:
@@ -475,10 +476,8 @@ class Engine:
                         await self.schedule()
                         raise _NotYet
                     host = await self.host(record.host)
-                    if record.state is JobState.QUEUED:  # in its host's queue: until its scheduler starts it
-                        await self._reconcile(host)
-                        if self.store.get(record.label).state is JobState.QUEUED:
-                            await asyncio.sleep(self.config.defaults.interval)
+                    if record.state is JobState.QUEUED:  # in its host's queue (requeued): the host's one
+                        await asyncio.sleep(self.config.defaults.interval)  # poll for all its jobs moves it on
                         continue
                     live = host.follow_job(record.jobs_dir, record.label, record.pid, pos, record.pid_start)
                     async for chunk in live:
@@ -506,11 +505,10 @@ class Engine:
                         record = self.store.get(record.label)
                         if not record.state.finished:
                             await self._settle(host, record, ended, live.provenance)
+                    elif ended is not None:
+                        await self._scheduler_settles(host, record.label)
                     else:
                         await self._reconcile(host)
-                        if ended is not None and not self.store.get(record.label).state.finished:
-                            await asyncio.sleep(SCHEDULER_LAG)  # it ended; its scheduler has yet to say so
-                            continue
                     delays = iter(RECONNECT_BACKOFF)
                 except (HostError, _NotYet, FileFault) as err:
                     if isinstance(err, HostError):
@@ -521,6 +519,17 @@ class Engine:
                     await asyncio.sleep(next(delays, RECONNECT_BACKOFF[-1]))
         finally:
             log.close()
+
+    async def _scheduler_settles(self, host: Host, label: str) -> None:
+        """A job whose folder shows its end on a host whose scheduler has the last word
+        on it: the host's poll (one for all its jobs; asked for now) settles it."""
+        if self.poll_soon is None:
+            await self._reconcile(host)
+            return
+        self.poll_soon(host.name)
+        deadline = time.monotonic() + max(10 * self.config.defaults.interval, 10.0)
+        while not self.store.get(label).state.finished and time.monotonic() < deadline:
+            await asyncio.sleep(SCHEDULER_LAG)
 
     def _log_lags(self, label: str, lag: dict[str, Any] | None, at: int, err: Exception) -> dict[str, Any]:
         """The local copy (or the record) could not be written: said once in the

@@ -56,6 +56,7 @@ class Hub:
         self.engine.notifier.report = lambda outcome: self.notice(f"notify {outcome}")
         self.engine.probe = self.fresh_samples
         self.engine.reachable = lambda name: self.views[name].state is not HostState.DOWN
+        self.engine.poll_soon = lambda name: self.host_wake[name].set()
         self.interval = config.defaults.interval
         self.views: dict[str, ProbeResult] = {
             h.name: ProbeResult(h, None, None, HostState.CONNECTING) for h in config.hosts}
