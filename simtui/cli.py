@@ -8,6 +8,7 @@ commands that need them.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,7 +21,7 @@ from simtui import __version__
 from simtui.config import Config, load_config
 from simtui.errors import SimtuiError, UsageError
 from simtui.hosts.base import LineSplitter
-from simtui.model import HostSpec, JobSpec, JobState, ProbeResult, Record
+from simtui.model import SWEEP_PREFIX, HostSpec, JobSpec, JobState, ProbeResult, Record
 from simtui.textfmt import table, to_json
 from simtui.textsafe import one_line, sanitize, sanitize_bytes
 
@@ -281,6 +282,14 @@ def open_store() -> Store:
     return Store.open()
 
 
+def sweep_id(store: Store, name: str) -> str:
+    """The sweep ``name`` starts; a UsageError saying so where none does."""
+    found = store.sweep_of(name)
+    if found is None:
+        raise UsageError(f"no sweep {name!r} (a sweep id starts with {SWEEP_PREFIX!r}; `simtui list` shows them)")
+    return found
+
+
 def say_waiting(message: str) -> None:
     """A write waits for the records' lock (another process holds it): say so, once."""
     click.echo(f"simtui: {message}", err=True)
@@ -293,17 +302,19 @@ def say_waiting(message: str) -> None:
 @click.option("--search", metavar="WORDS", help="Full-text search over command, tags, reason and notes.")
 @click.option("--since", metavar="WHEN", help="Created since an ISO date (2024-05-01) or an age (2h, 3d).")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N records; 0: all.")
+@click.option("--sweep", metavar="SWEEP", help="Only the runs of this sweep (its id, or a unique start of it).")
 @json_option
 def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: str | None,
-          since: str | None, limit: int, as_json: bool) -> None:
+          since: str | None, limit: int, sweep: str | None, as_json: bool) -> None:
     """Records of runs, newest first."""
     from simtui.recordfmt import records_table
     from simtui.store import parse_since
     from simtui.store.export import Chunked, widen_pipe, write_list
 
     after = parse_since(since) if since else None
-    filters = {"tags": tags, "state": state, "host": host, "search": search, "since": after, "limit": limit or None}
     store, out = open_store(), click.get_text_stream("stdout")
+    filters = {"tags": tags, "state": state, "host": host, "search": search, "since": after, "limit": limit or None,
+               "sweep": sweep_id(store, sweep) if sweep else None}
     widen_pipe(out)
     with store.snapshot():
         if as_json:
@@ -531,6 +542,46 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     launch(obj, lambda client: client.submit(spec, progress), follow, as_json, progress)
 
 
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.option("--host", "-H", metavar="HOST", help="Run every point here (else each on the best fit for NEEDS, else local).")
+@needs_options
+@click.option("--time", "time_limit", metavar="LIMIT", help="A time limit where the host has a scheduler (1:00:00).")
+@click.option("--params", "params_file", metavar="FILE", help="Parameters every point starts from (JSON, YAML, TOML).")
+@click.option("--param", "-p", "axes", multiple=True, metavar="KEY=VALUES",
+              help="Values to sweep: a,b,c or a range of whole numbers A..B (repeatable).")
+@click.option("--zip", "zipped", is_flag=True, help="The first values together, then the second, ... (not every combination).")
+@click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="At most N points running at once.")
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag for every record (repeatable).")
+@click.option("--reason", "-r", metavar="TEXT", help="Why this sweep: kept in each record.")
+@click.option("--workdir", "-C", metavar="DIR", help="Where the jobs run (default: here on local, home on SSH hosts).")
+@json_option
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARG]...")
+@pass_obj
+def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None, gpu_mem: str | None,
+          disk: str | None, time_limit: str | None, params_file: str | None, axes: tuple[str, ...], zipped: bool,
+          max_parallel: int | None, tags: tuple[str, ...], reason: str | None, workdir: str | None,
+          as_json: bool, command: tuple[str, ...]) -> None:
+    """Run CMD once per point of a parameter grid: every combination of the -p values
+    (or, with --zip, the values side by side). Each run is a record of its own with
+    its own merged parameters ($SIMTUI_PARAMS), and they share a sweep id: `simtui
+    list --sweep ID`, `simtui metrics ID`, `simtui kill ID`, `simtui rerun ID --failed`.
+    """
+    from simtui.engine.placement import parse_needs
+    from simtui.params import load_params, params_format, sweep_axes, sweep_points
+
+    points = sweep_points(sweep_axes(axes), zipped)
+    base = load_params(params_file) if params_file else {}
+    spec = JobSpec(argv=command, host=host, needs=parse_needs(cpus, mem, gpus, gpu_mem, disk), workdir=workdir,
+                   tags=tags, reason=reason, params=base, params_file=params_file,
+                   params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel)
+    progress = ProgressLine("sync", forced=False)
+    try:
+        records = with_client(obj, lambda client: client.sweep(spec, points, progress))
+    finally:
+        progress.close()
+    show_records(records, as_json, records[0].sweep or "")
+
+
 @main.command()
 @click.argument("label")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends; exit 1 unless it succeeded.")
@@ -572,25 +623,56 @@ def kill(obj: Obj, label: str, as_json: bool) -> None:
 
     A queued or starting job is cancelled. Only the job's own processes get a
     signal (its recorded pid and that pid's start time); a job that had already
-    ended keeps its outcome, and says so (exit 2).
+    ended keeps its outcome, and says so (exit 2). A sweep id kills every run of
+    the sweep that has not ended.
     """
+    if label.startswith(SWEEP_PREFIX):
+        sweep = sweep_id(open_store(), label)
+        records = with_client(obj, lambda client: client.kill_sweep(sweep))
+        show_records(records, as_json, sweep)
+        return
     record = with_client(obj, lambda client: client.kill(label))
     echo_json(record.to_dict()) if as_json else click.echo(f"{record.label} {record.state.value}")
+
+
+def show_records(records: list[Record], as_json: bool, sweep: str) -> None:
+    """A sweep's runs: its id, then a line each (label, state, host, parameters), or JSON."""
+    if as_json:
+        echo_json({"sweep": sweep, "records": [r.to_dict() for r in records]})
+        return
+    click.echo(sweep)
+    click.echo(table(["label", "state", "host", "params"], [
+        (r.label, r.state.value, r.host, one_line(" ".join(f"{k}={json.dumps(v)}" for k, v in r.params.items())))
+        for r in records]))
 
 
 @main.command()
 @click.argument("label")
 @click.option("--host", "-H", metavar="HOST", help="Run it here (default: as before).")
 @click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends; exit 1 unless it succeeded.")
+@click.option("--failed", is_flag=True, help="With a sweep id: only its runs that failed, were killed or lost.")
 @json_option
 @pass_obj
-def rerun(obj: Obj, label: str, host: str | None, follow: bool, as_json: bool) -> None:
+def rerun(obj: Obj, label: str, host: str | None, follow: bool, failed: bool, as_json: bool) -> None:
     """Run a record's job again: same command and parameters, new label, repeat_of set.
 
     A synced run gets exactly the code tree it ran (kept in $SIMTUI_HOME/trees),
-    on its host or another, whatever the checkout holds now.
+    on its host or another, whatever the checkout holds now. A sweep id reruns
+    its points into the same sweep (with --failed, only those that did not succeed).
     """
     progress = ProgressLine("send", forced=False)
+    if label.startswith(SWEEP_PREFIX):
+        if host or follow:
+            raise UsageError("rerun of a sweep takes no --host or --follow (each point goes as it went)")
+        sweep = sweep_id(open_store(), label)
+        try:
+            records = with_client(obj, lambda client: client.rerun_sweep(sweep, failed, progress))
+        finally:
+            progress.close()
+        show_records(records, as_json, sweep)
+        return
+    if failed:
+        raise UsageError("--failed is for a sweep id")
     launch(obj, lambda client: client.rerun(label, host, progress), follow, as_json, progress)
 
 

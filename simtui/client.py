@@ -283,6 +283,22 @@ class Client:
     async def kill(self, label: str) -> Record:
         return Record.from_dict(await self.request("kill", label=label))
 
+    async def sweep(self, spec: JobSpec, points: Sequence[dict[str, Any]],
+                    progress: Progress | None = None) -> list[Record]:
+        """One run per point (its parameters over ``spec.params``), sharing a new sweep id."""
+        spec = spec if spec.cwd else dataclasses.replace(spec, cwd=os.getcwd())
+        found = await self.request("sweep", self._progress(progress), spec=spec.to_dict(), points=list(points))
+        return [Record.from_dict(record) for record in found]
+
+    async def kill_sweep(self, sweep: str) -> list[Record]:
+        """Kill every run of the sweep that has not ended; its runs as they are after."""
+        return [Record.from_dict(record) for record in await self.request("kill_sweep", sweep=sweep)]
+
+    async def rerun_sweep(self, sweep: str, failed: bool = False, progress: Progress | None = None) -> list[Record]:
+        """Rerun the sweep's points (``failed``: those that did not succeed) into it."""
+        found = await self.request("rerun_sweep", self._progress(progress), sweep=sweep, failed=failed)
+        return [Record.from_dict(record) for record in found]
+
     async def rerun(self, label: str, host: str | None = None, progress: Progress | None = None) -> Record:
         return Record.from_dict(await self.request("rerun", self._progress(progress), label=label, host=host))
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 LOCAL = "local"
+SWEEP_PREFIX = "sw"  # a sweep id: "sw" and 10 hex digits (never a label: those are hex alone)
 
 
 class HostKind(str, enum.Enum):
@@ -335,6 +336,8 @@ class JobSpec:
     placement: str | None = None  # why ``host``, when the caller chose it (the form's picker)
     partition: str | None = None  # on a Slurm host: the partition (default: the host's first, else Slurm's)
     time: str | None = None  # a time limit, where the host's scheduler takes one ("1:00:00")
+    sweep: str | None = None  # the sweep it is a point of (simtui sweep)
+    max_parallel: int | None = None  # at most this many runs of its sweep active at once
     project: str | None = None  # the synced project it runs in (simtui run --sync)
     git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
     venv: str | None = None  # a virtual environment on the host, first on the job's PATH
@@ -408,6 +411,8 @@ class Record:
     reproduction: dict[str, Any] | None = None  # reproduce: how this run's outputs compare with the original's
     # What the host's scheduler says of it (Slurm: job_id, partition, nodes, sbatch, state, reason).
     scheduler: dict[str, Any] | None = None
+    sweep: str | None = None  # the sweep it is a point of
+    metrics: dict[str, float] | None = None  # the last value of each metric its log printed
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -9,6 +9,7 @@ UsageError that names the file or argument and the parameter (check_params).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -142,3 +143,44 @@ def parse_param_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
             params[key.strip()] = raw
         check_params(params[key.strip()], where)  # NaN, Infinity, nesting
     return params
+
+
+_RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*(?:\.\.\s*(\d+)\s*)?$")
+
+
+def sweep_axes(args: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
+    """``["lr=0.1,0.01", "seed=1..3", "act=relu"]`` -> each key's values, in order: a
+    comma-separated list (each value as ``parse_param_args`` takes it), or a range of
+    whole numbers ``A..B`` (both ends in; ``A..B..STEP``)."""
+    axes: dict[str, list[Any]] = {}
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"sweep parameter {arg!r}: expected key=v1,v2,... or key=A..B")
+        if key in axes:
+            raise UsageError(f"sweep parameter {key!r} is given twice: list its values once, comma-separated")
+        found = _RANGE.match(raw)
+        if found:
+            start, end, step = int(found[1]), int(found[2]), int(found[3] or 1)
+            if step < 1 or end < start:
+                raise UsageError(f"sweep parameter {key!r}: range {raw!r} is empty (A..B with A <= B, step >= 1)")
+            axes[key] = list(range(start, end + 1, step))
+        else:
+            axes[key] = [parse_param_args([f"{key}={value}"])[key] for value in raw.split(",")]
+    return axes
+
+
+def sweep_points(axes: dict[str, list[Any]], zipped: bool = False) -> list[dict[str, Any]]:
+    """Every combination of the axes' values (the first key varying slowest), or with
+    ``zipped`` the first values together, then the second, ... (equal lengths)."""
+    if not axes:
+        raise UsageError("a sweep needs at least one -p KEY=VALUES")
+    keys = list(axes)
+    if zipped:
+        lengths = {key: len(values) for key, values in axes.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{key} has {n}" for key, n in lengths.items())
+            raise UsageError(f"--zip needs as many values for each parameter ({shown})")
+        return [dict(zip(keys, values)) for values in zip(*axes.values())]
+    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]

@@ -28,7 +28,7 @@ from simtui.hosts import Host, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
 from simtui.hosts.probe import forget_agent, install_agent
-from simtui.model import LOCAL, JobSpec, JobState, Needs, Record
+from simtui.model import LOCAL, SWEEP_PREFIX, JobSpec, JobState, Needs, Record
 from simtui.provenance import make_label
 from simtui.secret import mask
 from simtui.store.logs import LocalLog
@@ -95,7 +95,7 @@ class Engine:
             await self._refuse_changes(host, workdir)
         plan = runs.params_plan(spec, spec.params)  # a parameter TOML cannot hold fails here, before a record
         waits = bool(spec.after) and not self._chains(host, spec.after)
-        starting = not waits and self._has_slot(host)
+        starting = not waits and self._has_slot(host) and self._sweep_has_slot(spec)
         record = Record(
             label=label, host=host, command=shlex.join(spec.argv),
             state=JobState.STARTING if starting else JobState.QUEUED,
@@ -104,7 +104,7 @@ class Engine:
             needs=asdict(spec.needs) if not spec.needs.is_empty() else None,
             jobs_dir=host_spec.jobs_dir, created=now, inputs=[{"path": path} for path in spec.inputs],
             outputs_dir=spec.outputs_dir, project=spec.project, git=spec.git, venv=spec.venv,
-            spec=spec.to_dict(),
+            spec=spec.to_dict(), sweep=spec.sweep,
             params_file=plan[1] if plan else None, client=runs.this_client() if starting else None,
         )
         self.store.insert(record)
@@ -147,6 +147,72 @@ class Engine:
             reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
             raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
         return placement.host, placement.why
+
+    def _sweep_has_slot(self, spec: JobSpec) -> bool:
+        """Fewer than ``max_parallel`` runs of its sweep are active (or it has no such limit)."""
+        if not spec.sweep or not spec.max_parallel:
+            return True
+        return sum(r.sweep == spec.sweep for r in self.active()) < spec.max_parallel
+
+    async def sweep(self, spec: JobSpec, points: list[dict[str, Any]],
+                    progress: Callable[[int, int], None] | None = None) -> list[Record]:
+        """One record per point (its parameters over ``spec.params``), all with one new
+        sweep id, submitted in order. Placed by fit one after another: a host whose
+        ``max_jobs`` the earlier points took is passed over while another fits."""
+        sweep = SWEEP_PREFIX + make_label({"argv": list(spec.argv), "points": points, "created": time.time()})[:10]
+        spec = replace(spec, sweep=sweep)
+        chosen: list[tuple[str | None, str | None]] = [(spec.host, spec.placement)] * len(points)
+        if not spec.host and not spec.needs.is_empty():
+            chosen = await self._place_points(spec, len(points))
+        records = []
+        for point, (host, why) in zip(points, chosen):
+            placed = replace(spec, params={**spec.params, **point}, host=host, placement=why)
+            records.append(await self.submit(placed, progress=progress))
+        return records
+
+    async def _place_points(self, spec: JobSpec, count: int) -> list[tuple[str | None, str | None]]:
+        """Where each of ``count`` points goes: the best fit among the hosts with a slot
+        left after the points placed before it (all of them when none has one)."""
+        from simtui.engine.placement import place
+
+        results = await self.probe(list(self.config.hosts), self.config.defaults.timeout)
+        taken: dict[str, int] = {}
+        chosen: list[tuple[str | None, str | None]] = []
+        for _ in range(count):
+            full = {r.spec.name for r in results if r.spec.max_jobs is not None
+                    and len(self.active(r.spec.name)) + taken.get(r.spec.name, 0) >= r.spec.max_jobs}
+            placement = place(spec.needs, [r for r in results if r.spec.name not in full] or results)
+            if placement.host is None:
+                reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
+                raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
+            host = placement.host.split("/", 1)[0]
+            taken[host] = taken.get(host, 0) + 1
+            chosen.append((placement.host, placement.why))
+        return chosen
+
+    def in_sweep(self, sweep: str) -> list[Record]:
+        """Its records, oldest first."""
+        return list(reversed(list(self.store.find(sweep=sweep, limit=None))))
+
+    async def kill_sweep(self, sweep: str) -> list[Record]:
+        """Kill every run of the sweep that has not ended; the records as they are after."""
+        for record in self.in_sweep(sweep):
+            if not record.state.finished:
+                with contextlib.suppress(UsageError):  # it ended meanwhile
+                    await self.kill(record.label)
+        return self.in_sweep(sweep)
+
+    async def rerun_sweep(self, sweep: str, *, failed: bool = False,
+                          progress: Callable[[int, int], None] | None = None) -> list[Record]:
+        """Rerun the sweep's points (with ``failed``: those that failed, were killed or
+        were lost, and have not been rerun since) into the same sweep."""
+        records = self.in_sweep(sweep)
+        rerun = {r.repeat_of for r in records}
+        chosen = [r for r in records if not failed or (
+            r.state in (JobState.FAILED, JobState.KILLED, JobState.LOST) and r.label not in rerun)]
+        if not chosen:
+            raise UsageError(f"sweep {sweep} has no {'failed ' if failed else ''}runs to rerun")
+        return [await self.rerun(r.label, progress=progress) for r in chosen]
 
     def _has_slot(self, host: str) -> bool:
         limit = self.config.host(host).max_jobs
@@ -695,7 +761,7 @@ class Engine:
                 reconciled.add(record.host)  # a slot may have freed since anyone looked
                 with contextlib.suppress(HostError):
                     await self.reconcile(record.host)
-            if self._has_slot(record.host):
+            if self._has_slot(record.host) and self._sweep_has_slot(JobSpec.from_dict(record.spec or {"argv": ()})):
                 try:
                     changed.append(await self.start(record, requeue=True))
                 except LaunchError:

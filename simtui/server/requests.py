@@ -82,6 +82,17 @@ class Requests:
     async def op_kill(self, event: Event, label: str) -> dict[str, Any]:
         return self._done(await asyncio.shield(self.engine.kill(label)))
 
+    async def op_sweep(self, event: Event, spec: dict[str, Any], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        launch = self.engine.sweep(JobSpec.from_dict(spec), points, progress=self._progress(event))
+        return [self._done(record) for record in await asyncio.shield(launch)]
+
+    async def op_kill_sweep(self, event: Event, sweep: str) -> list[dict[str, Any]]:
+        return [self._done(record) for record in await asyncio.shield(self.engine.kill_sweep(sweep))]
+
+    async def op_rerun_sweep(self, event: Event, sweep: str, failed: bool = False) -> list[dict[str, Any]]:
+        rerun = self.engine.rerun_sweep(sweep, failed=failed, progress=self._progress(event))
+        return [self._done(record) for record in await asyncio.shield(rerun)]
+
     async def op_reproduce(self, event: Event, label: str, host: str | None = None) -> dict[str, Any]:
         """Rerun, stream its log to the end, compare outputs; the verdict is kept."""
         original = self.store.get(label)

@@ -495,5 +495,19 @@ def _v7_scheduler(db: Database) -> None:
     db["records"].add_column("scheduler", str)
 
 
+def _v8_sweeps_and_metrics(db: Database) -> None:
+    """The sweep a record belongs to, the last value of each of its metrics, and
+    every point of them: (label, key, step, value, time, offset), one a metric per
+    line of the log (``offset``: where the line starts), so reading a line again
+    adds nothing."""
+    db["records"].add_column("sweep", str)
+    db["records"].add_column("metrics", str)
+    db.conn.execute("create index records_sweep on records (sweep) where sweep is not null")
+    db.conn.execute("create table metrics (label text not null, key text not null, step real not null, "
+                    "value real not null, time real not null, offset integer not null, "
+                    "primary key (label, key, offset)) without rowid")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
-                                                _v5_run_contract, _v6_json_as_exported, _v7_scheduler]
+                                                _v5_run_contract, _v6_json_as_exported, _v7_scheduler,
+                                                _v8_sweeps_and_metrics]

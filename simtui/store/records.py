@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from simtui.errors import AmbiguousLabel, UnknownLabel, UsageError
-from simtui.model import JobState, Record, RecordEvent
+from simtui.model import SWEEP_PREFIX, JobState, Record, RecordEvent
 from simtui.provenance import packages_sha256
 from simtui.store.db import connect, path_of, sqlite_utils_on, translated, write_transaction
 from simtui.textsafe import one_line
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 JSON_COLUMNS = frozenset({"argv", "tags", "params", "git", "environment", "inputs", "outputs", "needs", "spec",
-                          "params_file", "reproduction", "scheduler"})
+                          "params_file", "reproduction", "scheduler", "metrics"})
 UPDATABLE = frozenset(COLUMNS) - {"label", "created", "updated"}
 MAX_CANDIDATES = 10
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -246,6 +246,54 @@ class Store:
             self.db["events"].insert({"label": self.resolve(label), "time": time.time(), "kind": kind,
                                       "detail": detail})
 
+    # -- sweeps and metrics ------------------------------------------------------
+
+    def sweep_of(self, name: str) -> str | None:
+        """``name`` as a sweep id (it, or a unique start of one, that some record has), else None."""
+        if not name.startswith(SWEEP_PREFIX):
+            return None
+        with translated(self.path):
+            rows = self.conn.execute("select distinct sweep from records where sweep >= ? and sweep < ? limit 2",
+                                     [name, name + "\U0010ffff"]).fetchall()
+        if len(rows) > 1:
+            raise UsageError(f"{name!r} starts more than one sweep id: give more of it")
+        return rows[0][0] if rows else None
+
+    def add_metrics(self, label: str, points: Sequence[tuple[str, float, float, int]], when: float) -> None:
+        """Points of a record's metrics, each (key, step, value, offset of its line),
+        taken at ``when``; one already stored (same key and line) is left as it is.
+        The record keeps the last value of each key."""
+        if not points:
+            return
+        last = {key: value for key, _, value, _ in points}
+        with write_transaction(self.conn):
+            self.conn.executemany("insert or ignore into metrics (label, key, step, value, time, offset) "
+                                  "values (?, ?, ?, ?, ?, ?)",
+                                  [(label, key, step, value, when, offset) for key, step, value, offset in points])
+            row = self.conn.execute("select metrics from records where label = ?", [label]).fetchone()
+            if row is not None:
+                merged = {**(json.loads(row[0]) if row[0] else {}), **last}
+                self.conn.execute("update records set metrics = ? where label = ?", [json_text(merged), label])
+
+    def metrics_end(self, label: str) -> int | None:
+        """Where the last line with metrics of the record's log starts (None: none yet)."""
+        with translated(self.path):
+            row = self.conn.execute("select max(offset) from metrics where label = ?", [label]).fetchone()
+        return row[0]
+
+    def series(self, labels: Sequence[str], keys: Sequence[str] = ()) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
+        """Each record's metrics as series: label -> key -> [(step, value, time)], in
+        the order they were printed (only ``keys``, where given)."""
+        found: dict[str, dict[str, list[tuple[float, float, float]]]] = {label: {} for label in labels}
+        sql = "select label, key, step, value, time from metrics where label = ?"
+        if keys:
+            sql += f" and key in ({', '.join('?' * len(keys))})"
+        with translated(self.path):
+            for label in labels:
+                for _, key, step, value, when in self.conn.execute(sql + " order by offset", [label, *keys]):
+                    found[label].setdefault(key, []).append((step, value, when))
+        return found
+
     def comment(self, label: str, text: str) -> Record:
         """Append a line to the record's notes."""
         with write_transaction(self.conn):
@@ -322,6 +370,7 @@ def selection(
     since: float | None = None,
     limit: int | None = 50,
     ordered: bool = True,
+    sweep: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """SQL (and its arguments) for ``columns`` of the records newest first of which
     every filter given holds (each of ``tags`` too); at most ``limit`` (None: all).
@@ -345,6 +394,9 @@ def selection(
     if host is not None:
         where.append("host = :host")
         args["host"] = host
+    if sweep is not None:
+        where.append("sweep = :sweep")
+        args["sweep"] = sweep
     if since is not None:
         where.append("created >= :since")
         args["since"] = since
