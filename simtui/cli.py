@@ -328,6 +328,39 @@ def list_(tags: tuple[str, ...], state: str | None, host: str | None, search: st
 
 
 @main.command()
+@click.argument("name", metavar="LABEL|SWEEP")
+@click.option("--key", "-k", "keys", multiple=True, metavar="KEY", help="Only this metric (repeatable).")
+@click.option("--csv", "as_csv", is_flag=True, help="Every point: label, key, step, value, time (CSV).")
+@json_option
+def metrics(name: str, keys: tuple[str, ...], as_csv: bool, as_json: bool) -> None:
+    """The metrics a run's log printed (`key=value`, `key: value`, JSON lines, or the
+    project's `.simtui/metrics` patterns), or every run's of a sweep: a summary
+    table, every point with --csv, series with --json."""
+    import csv
+
+    store = open_store()
+    if name.startswith(SWEEP_PREFIX):
+        records = list(reversed(list(store.find(sweep=sweep_id(store, name), limit=None))))
+    else:
+        records = [store.get(name)]
+    series = store.series([r.label for r in records], keys)
+    if as_json:
+        echo_json({label: {key: [list(point) for point in points] for key, points in found.items()}
+                   for label, found in series.items()})
+    elif as_csv:
+        out = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
+        out.writerow(["label", "key", "step", "value", "time"])
+        out.writerows([label, key, step, value, when] for label, found in series.items()
+                      for key, points in found.items() for step, value, when in points)
+    else:
+        rows = [(label, one_line(key), f"{points[-1][1]:.6g}", f"{min(v for _, v, _ in points):.6g}",
+                 f"{max(v for _, v, _ in points):.6g}", f"{points[-1][0]:g}", len(points))
+                for label, found in series.items() for key, points in found.items()]
+        click.echo(table(["label", "key", "last", "min", "max", "last step", "points"], rows) if rows
+                   else "no metrics (a job's lines like `step=1 loss=0.5` are metrics)")
+
+
+@main.command()
 @click.argument("label")
 @json_option
 def show(label: str, as_json: bool) -> None:

@@ -6,25 +6,15 @@ then check the SVGs under tests/__snapshots__/.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from textual.widgets import Input
-from uikit import frozen_app, post_frozen_hosts
+from uikit import frozen_app, post_frozen_hosts, utc  # noqa: F401  (a fixture)
 
 from simtui.ui.screens.new_job import NewJobScreen
 
+pytestmark = pytest.mark.usefixtures("utc")  # times in records show in UTC
 SIZE = (150, 42)
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    """Times in records show in UTC whatever the machine's zone."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_dashboard(snap_compare):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from recordkit import T0, make_record
 
 from simtui.config import parse_config
@@ -32,6 +33,16 @@ async def until(pilot, condition: Callable[[], Any], timeout: float = 30.0, what
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
         await pilot.pause(0.05)
     return value
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Times in records show in UTC whatever the machine's zone."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def frozen_config():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from simtui.config import Config
+from simtui.engine.metrics import MetricsIngest
 from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
@@ -426,8 +427,8 @@ class Engine:
             fields = {k: v for k, v in fields.items() if k not in ("state", "exit_code", "ended")}
         return self._update(record.label, **fields)
 
-    async def _finish_log(self, host: Host, record: Record, log: LocalLog, *,
-                          keep_claim: bool = False, end_size: int | None = None) -> dict[str, Any]:
+    async def _finish_log(self, host: Host, record: Record, log: LocalLog, *, keep_claim: bool = False,
+                          end_size: int | None = None, ingest: MetricsIngest | None = None) -> dict[str, Any]:
         """The rest of a finished job's log into the local copy (claimed by the
         caller), its last lines for the record, then the copy compressed. With
         ``end_size`` (the log's size at the end) a copy that has it all is not
@@ -436,12 +437,14 @@ class Engine:
         Where the copy cannot be stored (NoSpace: a full disk) it stays a true
         prefix of the log and FileFault is raised: the record is not settled here,
         so a later pass finishes it once there is space. The claim is given up
-        then, unless ``keep_claim`` (the follower, which tries again itself)."""
+        then, unless ``keep_claim`` (the follower, which tries again itself). The
+        metrics of the rest are taken (by ``ingest``, the follower's, where it has one)."""
         try:
             if not log.compressed and (end_size is None or log.size() < end_size):
                 async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
                     log.append(chunk)
             tail = self._tail(log)
+            await (ingest or MetricsIngest(self.store, record)).take(log, final=True)
             await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
         except FileFault:
             if not keep_claim:
@@ -512,6 +515,7 @@ class Engine:
         late: tuple[float, str] | None = None  # since when and why the record could not be written
         storing = writer
         end_size: int | None = None  # the log's size at the job's end, when its follower said so
+        ingest = MetricsIngest(self.store, self.store.get(log.label)) if writer else None
         try:
             while True:
                 if writer and not storing:  # the copy lags: this pass fetches what it lacks
@@ -522,7 +526,7 @@ class Engine:
                         try:
                             with contextlib.suppress(HostError):
                                 fields = await self._finish_log(await self.host(record.host), record, log,
-                                                                keep_claim=True, end_size=end_size)
+                                                                keep_claim=True, end_size=end_size, ingest=ingest)
                                 record = self._update(record.label, **fields) if fields else record
                         except FileFault as err:  # still no space: keep the claim, try again
                             lag = self._log_lags(record.label, lag, log.size(), err)
@@ -556,6 +560,8 @@ class Engine:
                             else:
                                 if lag is not None and "until" not in lag and pos + len(chunk) >= shown:
                                     lag["until"] = time.time()  # whole again up to what was passed on
+                                if ingest is not None and ingest.due():
+                                    await ingest.take(log)
                         if on_data and pos + len(chunk) > shown:
                             on_data(chunk[max(shown - pos, 0):])
                         pos += len(chunk)

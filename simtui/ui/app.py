@@ -34,6 +34,7 @@ from simtui.model import JobState, ProbeResult, Record
 from simtui.server.protocol import ServerGone
 from simtui.store import Store
 from simtui.ui.screens.base import BackScreen
+from simtui.ui.screens.compare import CompareScreen
 from simtui.ui.screens.confirm import ConfirmScreen, PromptScreen
 from simtui.ui.screens.dashboard import DashboardScreen
 from simtui.ui.screens.help import HelpScreen
@@ -316,7 +317,7 @@ class SimtuiApp(App[None]):
         """Every action id a `[keys]` table may remap."""
         ids = []
         for node in (SimtuiApp, DashboardScreen, BackScreen, HistoryScreen, NewJobScreen, ConfirmScreen,
-                     PromptScreen, HelpScreen):
+                     PromptScreen, HelpScreen, CompareScreen):
             ids += [b.id for b in node.BINDINGS if isinstance(b, Binding) and b.id]
         return ids
 

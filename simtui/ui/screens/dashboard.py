@@ -1,4 +1,7 @@
-"""The dashboard: hosts, jobs and the selected job's log; every job key lives here."""
+"""The dashboard: hosts, jobs and the selected job's log (or, with ``m``, its
+metrics: one plot per metric, every run of its sweep overlaid); every job key lives
+here. ``c`` compares the runs of the selected job's sweep (without a sweep: every
+run the jobs table lists)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, OptionList
 
 from simtui.model import Record
 from simtui.ui.screens.cluster_jobs import ClusterJobsScreen
+from simtui.ui.screens.compare import CompareScreen
 from simtui.ui.screens.confirm import ConfirmScreen, PromptScreen
 from simtui.ui.screens.history import HistoryScreen
 from simtui.ui.screens.log import LogScreen
@@ -21,6 +25,7 @@ from simtui.ui.widgets.hosts import HostsPanel, HostView
 from simtui.textsafe import one_line
 from simtui.ui.widgets.jobs import JobsTable
 from simtui.ui.widgets.log import LogPane
+from simtui.ui.widgets.metrics import MetricsPane
 
 AS_BEFORE = ""
 
@@ -38,6 +43,12 @@ class DashboardScreen(Screen):
         Binding("h", "history", "History", id="history", tooltip="every record, searchable"),
         Binding("p", "processes", "Processes", id="processes",
                 tooltip="the highlighted host's processes, GPU processes too (tab to the hosts)"),
+        Binding("m", "metrics", "Metrics", id="metrics",
+                tooltip="the selected job's metrics, its sweep overlaid, instead of its log"),
+        Binding("right_square_bracket", "metrics_page", "More metrics", id="metrics.next",
+                tooltip="the next four metrics of the metrics pane"),
+        Binding("c", "compare", "Compare", id="compare",
+                tooltip="compare the runs of the selected job's sweep (else: the jobs listed)"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -46,6 +57,7 @@ class DashboardScreen(Screen):
         yield Input(placeholder="filter jobs: label, host, state, tag or command", id="filter")
         yield JobsTable(self.app.clock, id="jobs")
         yield LogPane(id="log")
+        yield MetricsPane(id="metrics")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -59,6 +71,10 @@ class DashboardScreen(Screen):
     @property
     def log_pane(self) -> LogPane:
         return self.query_one(LogPane)
+
+    @property
+    def metrics_pane(self) -> MetricsPane:
+        return self.query_one(MetricsPane)
 
     # -- data in (from the app) ---------------------------------------------------
 
@@ -84,6 +100,7 @@ class DashboardScreen(Screen):
         label = record.label if record else None
         title = f"Log · {record.label} · {record.host} · {one_line(record.command)}" if record else "Log"
         self.log_pane.follow(label, title)
+        self.metrics_pane.follow(record)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.action_processes()
@@ -176,6 +193,34 @@ class DashboardScreen(Screen):
 
     def action_history(self) -> None:
         self.app.push_screen(HistoryScreen())
+
+    def action_metrics(self) -> None:
+        """The metrics pane in place of the log pane, or back."""
+        pane, log = self.metrics_pane, self.log_pane
+        if log.has_focus:
+            self.jobs.focus()
+        pane.display = not pane.display
+        log.display = not pane.display
+        if pane.display:
+            pane.poll()
+        self.refresh_bindings()
+
+    def action_metrics_page(self) -> None:
+        self.metrics_pane.next_page()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "metrics_page":  # only while the pane shows more metrics than fit
+            pane = self.metrics_pane
+            return pane.display and pane.pages > 1
+        return True
+
+    def action_compare(self) -> None:
+        record = self.jobs.record
+        if record is not None and record.sweep:
+            self.app.push_screen(CompareScreen(record.sweep, select=record.label))
+        else:
+            self.app.push_screen(CompareScreen(records=self.jobs.records.values(),
+                                               select=record.label if record else None))
 
     def action_processes(self) -> None:
         """The highlighted host's processes; on any row of a Slurm cluster (known by its
