@@ -16,4 +16,5 @@ REGISTRY: dict[str, str] = {
     "logs": "bench.logs",
     "far": "bench.far",
     "slurm": "bench.slurm",
+    "metrics": "bench.metrics",
 }
