@@ -55,16 +55,24 @@ def cells(record: Record, now: float) -> tuple[Text, ...]:
         Text(record.label),
         Text(one_line(where(record))),
         Text(state, STATE_STYLE[record.state]),
-        Text(one_line(", ".join(record.tags)), "cyan"),
+        tags_cell(record),
         Text(runtime(record, now), justify="right"),
         command(record),
     )
 
 
+def tags_cell(record: Record) -> Text:
+    """Its sweep (the id's start: `/` with it shows the whole sweep), then its tags."""
+    text = Text(f"{record.sweep[:8]} ", "magenta") if record.sweep else Text()
+    text.append(one_line(", ".join(record.tags)), "cyan")
+    return text
+
+
 def matches(record: Record, needle: str) -> bool:
     if not needle:
         return True
-    haystack = " ".join([record.label, record.host, record.state.value, record.command, *record.tags])
+    haystack = " ".join([record.label, record.host, record.state.value, record.command, *record.tags,
+                         record.sweep or ""])
     return needle.lower() in haystack.lower()
 
 
