@@ -28,6 +28,7 @@ OUT = [{"path": "out/loss.csv", "size": 3, "sha256": "1" * 64, "media_type": "te
 VERDICT = {"of": "aa1100000000", "outputs": 1, "identical": 1, "differ": [], "rerun_state": "succeeded",
            "reproduced": True}
 ISO_T0 = "2023-11-14T22:13:20+00:00"  # T0 = 1_700_000_000
+SWEEP = "sw2f775532a4"
 
 
 @pytest.fixture
@@ -39,10 +40,11 @@ def home(tmp_path):
         make_record("aa1100000000", tags=["sweep"], params={"lr": 0.1, "opt": {"name": "adam", "betas": [0.9, 0.99]}},
                     command="python train.py --lr 0.1", environment=ENV, git=GIT, outputs=OUT, reason="baseline",
                     notes="first try", project="mnist", workdir="/w/mnist", peak_rss=2**31, peak_gpu_mem=2**33,
-                    created=T0, started=T0 + 1.5, ended=T0 + 11.5, duration=10.0),
+                    created=T0, started=T0 + 1.5, ended=T0 + 11.5, duration=10.0, sweep=SWEEP,
+                    metrics={"loss": 0.25, "acc": 0.875}),
         make_record("aa2200000000", tags=["sweep", "best"], params={"lr": 0.2, "seed": 7},
                     command="python train.py --lr 0.2", repeat_of="aa1100000000", reproduction=VERDICT,
-                    created=T0 + 60, started=T0 + 61, ended=T0 + 71),
+                    created=T0 + 60, started=T0 + 61, ended=T0 + 71, sweep=SWEEP, metrics={"loss": 0.5}),
         make_record("bb3300000000", host="zero", state=JobState.RUNNING, exit_code=None, command="python eval.py",
                     created=T0 + 120, started=None, ended=None, duration=None),
     )
@@ -62,7 +64,9 @@ def test_flat_dicts_newest_first_with_every_column(home):
     found = rows(home=home)
     assert labels(found) == ["bb3300000000", "aa2200000000", "aa1100000000"]
     running, second, first = found
-    assert list(first) == [*COLUMNS, "params.lr", "params.opt.name", "params.opt.betas"]
+    assert list(first) == [*COLUMNS, "params.lr", "params.opt.name", "params.opt.betas", "metrics.loss",
+                           "metrics.acc"]
+    assert COLUMNS.index("sweep") == COLUMNS.index("repeat_of") + 1
     assert first == {
         "label": "aa1100000000", "state": "succeeded", "host": "local", "command": "python train.py --lr 0.1",
         "workdir": "/w/mnist", "project": "mnist", "exit_code": 0,
@@ -71,16 +75,19 @@ def test_flat_dicts_newest_first_with_every_column(home):
         "git.commit": "c0ffee", "git.branch": "main", "git.dirty": True, "git.tree_sha256": "7" * 64,
         "env.python": "3.11.7", "env.hostname": "zero",
         "env.packages_sha256": Store.open(home / "records.db").get("aa11").environment["packages_sha256"],
-        "outputs.count": 1, "peak_rss": 2**31, "peak_gpu_mem": 2**33, "repeat_of": None,
+        "outputs.count": 1, "peak_rss": 2**31, "peak_gpu_mem": 2**33, "repeat_of": None, "sweep": SWEEP,
         "reason": "baseline", "notes": "first try", "reproduced": None,
         "params.lr": 0.1, "params.opt.name": "adam", "params.opt.betas": [0.9, 0.99],
+        "metrics.loss": 0.25, "metrics.acc": 0.875,
     }
     assert datetime.fromisoformat(first["created"]) == datetime.fromtimestamp(T0, timezone.utc)
     assert second["repeat_of"] == "aa1100000000" and second["reproduced"] is True
     assert {k: v for k, v in second.items() if k.startswith("params.")} == {"params.lr": 0.2, "params.seed": 7}
+    assert {k: v for k, v in second.items() if k.startswith("metrics.")} == {"metrics.loss": 0.5}
+    assert list(second)[-1] == "metrics.loss" and second["sweep"] == SWEEP and running["sweep"] is None
     assert second["git.commit"] is None and second["env.python"] is None and second["outputs.count"] == 0
     assert running["state"] == "running" and running["started"] is None and running["exit_code"] is None
-    assert list(running) == list(COLUMNS)  # no parameters: no params. keys
+    assert list(running) == list(COLUMNS)  # no parameters nor metrics: no params. or metrics. keys
 
 
 @pytest.mark.parametrize(("filters", "expected"), [
@@ -156,7 +163,8 @@ def test_a_dataframe_when_pandas_is_installed(home):
     pd = pytest.importorskip("pandas")
     df = simtui.records(home=home)  # frame=None: a DataFrame, since pandas imports
     assert isinstance(df, pd.DataFrame)
-    assert list(df.columns) == [*COLUMNS, "params.lr", "params.seed", "params.opt.name", "params.opt.betas"]
+    assert list(df.columns) == [*COLUMNS, "params.lr", "params.seed", "params.opt.name", "params.opt.betas",
+                                "metrics.loss", "metrics.acc"]
     assert list(df["label"]) == ["bb3300000000", "aa2200000000", "aa1100000000"]
     for name in ("created", "started", "ended"):
         assert isinstance(df[name].dtype, pd.DatetimeTZDtype) and str(df[name].dtype.tz) == "UTC", name
@@ -172,6 +180,11 @@ def test_a_dataframe_when_pandas_is_installed(home):
     assert list(df["tags"]) == [[], ["sweep", "best"], ["sweep"]]  # lists, not joined text
     assert df["params.lr"].dtype == "float64" and df["params.lr"].iloc[2] == 0.1 and df["params.lr"].isna().iloc[0]
     assert df["params.opt.betas"].iloc[2] == [0.9, 0.99] and df["params.seed"].iloc[1] == 7
+    for name in ("metrics.loss", "metrics.acc"):
+        assert df[name].dtype == "float64", name
+    assert list(df["metrics.loss"].iloc[1:]) == [0.5, 0.25] and df["metrics.loss"].isna().iloc[0]
+    assert df["metrics.acc"].iloc[2] == 0.875 and df["metrics.acc"].iloc[:2].isna().all()
+    assert list(df["sweep"].iloc[1:]) == [SWEEP, SWEEP] and df["sweep"].isna().iloc[0]
     sweep = simtui.records(tags=["sweep"], home=home, frame=True)
     assert list(sweep["label"]) == ["aa2200000000", "aa1100000000"]
     assert "params.seed" in sweep.columns and list(sweep["params.lr"]) == [0.2, 0.1]  # mix params and metadata
@@ -192,12 +205,16 @@ def test_csv_export_is_the_same_flat_rows(home, monkeypatch, tmp_path):
     with open(tmp_path / "runs.csv", newline="", encoding="utf-8") as file:
         reader = csv.reader(file)
         header, *lines = list(reader)
-    assert header == [*COLUMNS, "params.lr", "params.seed", "params.opt.name", "params.opt.betas"]
-    first = dict(zip(header, lines[2], strict=True))
+    assert header == [*COLUMNS, "params.lr", "params.seed", "params.opt.name", "params.opt.betas",
+                      "metrics.loss", "metrics.acc"]
+    running, second, first = (dict(zip(header, line, strict=True)) for line in lines)
     assert first["label"] == "aa1100000000" and first["created"] == ISO_T0
     assert first["tags"] == '["sweep"]' and first["git.dirty"] == "true" and first["peak_rss"] == str(2**31)
     assert first["params.lr"] == "0.1" and first["params.opt.name"] == "adam"
     assert json.loads(first["params.opt.betas"]) == [0.9, 0.99] and first["params.seed"] == ""
+    assert (first["metrics.loss"], first["metrics.acc"], first["sweep"]) == ("0.25", "0.875", SWEEP)
+    assert (second["metrics.loss"], second["metrics.acc"]) == ("0.5", "")  # a metric the record lacks: empty
+    assert running["metrics.loss"] == running["metrics.acc"] == running["sweep"] == ""  # no metrics at all
     assert [line[0] for line in lines] == labels(rows(home=home))
 
 

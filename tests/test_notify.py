@@ -409,3 +409,97 @@ def test_no_urls_means_no_claims(tmp_path):
     assert not notifier.enabled
     notifier.host_state("local", "down")
     assert claims.recent(store.db) == []
+
+
+# -- figures of metrics: a job's at its end, a sweep's at the end of its last run ---------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SWEEP = "sw2f775532a4"
+
+
+def sweep_run(store: Store, label: str, state: JobState, lr: float, losses: list[float]) -> Record:
+    """A run of SWEEP with a loss a step, as its log printed them."""
+    store.insert(Record(label=label, host="local", command=f"train.py --lr {lr}", state=state, sweep=SWEEP,
+                        params={"lr": lr, "seed": 1}, tags=["lab"], started=100.0))
+    store.add_metrics(label, [("loss", float(step), loss, step * 10) for step, loss in enumerate(losses)], 100.0)
+    return store.get(label)
+
+
+def attachments(post: dict) -> dict[str, bytes]:
+    return {a["filename"]: base64.b64decode(a["base64"]) for a in post.get("attachments") or []}
+
+
+async def test_a_job_with_metrics_ends_with_a_figure_of_them(receiver, tmp_path):
+    config = parse_config({"notify": {"urls": [receiver.url()], "on": ["started", "succeeded"]}}, "c.toml")
+    store = Store.open(tmp_path / "r.db")
+    notifier = Notifier(config, store)
+    record = finished_record(store)
+    store.add_metrics(record.label, [("loss", 1.0, 0.9, 0), ("acc", 1.0, 0.1, 0), ("loss", 2.0, 0.4, 20)], 100.0)
+    plain_run = finished_record(store)  # no metrics: no figure
+    for done in (store.get(record.label), plain_run):
+        notifier.job(done)
+    await notifier.drain()
+    [post] = receiver.got(f"{record.label} succeeded")
+    assert list(attachments(post)) == [f"metrics-{record.label}.png"]
+    assert attachments(post)[f"metrics-{record.label}.png"].startswith(PNG_SIGNATURE)
+    assert [a["mimetype"] for a in post["attachments"]] == ["image/png"]
+    assert "sweep:" not in post["message"]  # not a run of a sweep
+    [other] = receiver.got(f"{plain_run.label} succeeded")
+    assert attachments(other) == {}
+
+
+async def test_the_last_run_of_a_sweep_brings_its_hashtag_and_the_sweeps_figure(receiver, tmp_path):
+    config = parse_config({"notify": {"urls": [receiver.url()], "on": ["succeeded", "failed"]}}, "c.toml")
+    store = Store.open(tmp_path / "r.db")
+    notifier = Notifier(config, store)
+    first = sweep_run(store, "5a0000000001", JobState.SUCCEEDED, 0.1, [1.0, 0.5, 0.2])
+    second = sweep_run(store, "5a0000000002", JobState.RUNNING, 0.2, [1.2, 0.9])
+    notifier.job(first)  # the other run is still running: the sweep goes on
+    await notifier.drain()
+    [post] = receiver.got(f"{first.label} succeeded")
+    assert f"sweep: #{SWEEP}\n" in post["message"] + "\n" and "ended" not in post["message"]
+    assert list(attachments(post)) == [f"metrics-{first.label}.png"]
+
+    notifier.job(store.update(second.label, state=JobState.FAILED, exit_code=1))  # the last run ends
+    await notifier.drain()
+    [post] = receiver.got(f"{second.label} failed")
+    assert f"sweep: #{SWEEP} ended, 2 runs: 1 succeeded, 1 failed" in post["message"]
+    assert "tags: #lab" in post["message"]
+    files = attachments(post)
+    assert list(files) == [f"metrics-{second.label}.png", f"sweep-{SWEEP}.png"]
+    assert all(data.startswith(PNG_SIGNATURE) for data in files.values())
+    assert len(files[f"sweep-{SWEEP}.png"]) > 1000
+    [told] = [row for row in claims.recent(store.db) if row["event"] == "sweep_ended"]
+    assert told["label"] == SWEEP and told["status"] == "sent"
+    # told once: another look at its end (another process, the same event again) claims nothing
+    assert notifier._sweep_end(store.get(second.label), "failed") is None
+
+
+@pytest.mark.parametrize("why", ["no matplotlib", "attach off"])
+async def test_no_figure_without_matplotlib_or_attachments_and_no_error(receiver, tmp_path, monkeypatch, why):
+    if why == "no matplotlib":
+        monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails, as when not installed
+    settings = {"urls": [receiver.url()], "on": ["succeeded"], "attach": why != "attach off"}
+    store = Store.open(tmp_path / "r.db")
+    told: list = []
+    notifier = Notifier(parse_config({"notify": settings}, "c.toml"), store, report=told.append)
+    run = sweep_run(store, "5b0000000001", JobState.SUCCEEDED, 0.1, [1.0, 0.5])
+    notifier.job(run)  # the sweep's only run: it ends the sweep
+    await notifier.drain()
+    [post] = receiver.got(f"{run.label} succeeded")
+    assert attachments(post) == {}
+    assert f"sweep: #{SWEEP} ended, 1 run: 1 succeeded" in post["message"]
+    assert told == [] and [e.detail for e in store.events(run.label) if e.kind == "notify"] == [
+        f"succeeded: {receiver.url()}: sent"]
+
+
+def test_a_real_job_that_prints_metrics_is_told_with_their_figure(receiver, tmp_path):
+    """Through the server: the metrics of the whole log are stored before its end is told."""
+    config = write_config(tmp_path, notify_toml([receiver.url()], ["succeeded"]))
+    script = "for i in range(1, 31): print(f'step={i} loss={1 / i:.4f} acc: {i / 30:.3f}')"
+    proc = simtui("run", "--host", "local", "--follow", "--", "python3", "-c", script, config=config)
+    assert proc.returncode == 0, proc.stderr
+    label = proc.stdout.splitlines()[0]
+    [post] = wait_for(lambda: receiver.got(f"{label} succeeded"), timeout=60, what="the post")
+    files = attachments(post)
+    assert list(files) == [f"metrics-{label}.png"] and files[f"metrics-{label}.png"].startswith(PNG_SIGNATURE)

@@ -103,6 +103,25 @@ def test_csv_export_of_nothing_is_the_header(empty):
     assert written(write_csv, empty).splitlines() == [",".join(FLAT_COLUMNS)]
 
 
+def test_csv_has_the_last_value_of_each_metric_after_the_parameters(store):
+    store.insert(
+        make_record("0c0000000003", params={"lr": 0.2}, sweep="sw2f775532a4", metrics={"loss": 0.125, "acc": 0.5}),
+        make_record("0c0000000004", params={"seed": 3}, sweep="sw2f775532a4", metrics={"loss": 1e-300, "lr": 0.01}),
+        make_record("0c0000000005", metrics={}),
+    )
+    store.add_metrics("0c0000000003", [("loss", 1.0, 0.25, 0), ("loss", 2.0, 0.0625, 40)], 100.0)  # the last one
+    rows = list(csv.DictReader(io.StringIO(written(write_csv, store))))
+    assert list(rows[0]) == [*FLAT_COLUMNS, "params.seed", "params.lr", "params.opt.momentum",
+                             "metrics.loss", "metrics.lr", "metrics.acc"]  # lr both a parameter and a metric
+    by_label = {row["label"]: row for row in rows}
+    fourth, third = by_label["0c0000000004"], by_label["0c0000000003"]
+    assert (fourth["metrics.loss"], fourth["metrics.lr"], fourth["metrics.acc"]) == ("1e-300", "0.01", "")
+    assert (third["metrics.loss"], third["metrics.acc"], third["params.lr"]) == ("0.0625", "0.5", "0.2")
+    assert third["sweep"] == fourth["sweep"] == "sw2f775532a4" and by_label["0a0000000001"]["sweep"] == ""
+    for label in ("0c0000000005", "0a0000000001", "0b0000000002"):  # no metrics: empty cells
+        assert [by_label[label][f"metrics.{key}"] for key in ("loss", "lr", "acc")] == ["", "", ""]
+
+
 def feed_of(store: Store) -> bytes:
     out = io.BytesIO()
     write_feed(store, out)
@@ -185,10 +204,11 @@ def odd(tmp_path):
                     params={"lr": 1e-300, "big": 2**62, "nan": float("nan"), "text": ODD, "nested": {"a": [1, {}]}},
                     environment=ENV, outputs=OUT, git={"commit": "c1", "dirty": True, "diff": ODD}, log_tail=ODD,
                     needs={"mem": 2**30}, spec={"argv": ["x"], "tags": []}, params_file={"path": ODD},
-                    reproduction={"reproduced": False, "differ": [{"why": ODD}]}),
+                    reproduction={"reproduced": False, "differ": [{"why": ODD}]}, sweep=f"sw{ODD}",
+                    metrics={"loss": 0.1, ODD: float("nan"), "big": 1e300, "训练/acc": 0.25}),
         make_record("0d0000000002", state=JobState.RUNNING, exit_code=None, ended=None, duration=None,
                     environment={}, tags=[], argv=[]),
-        make_record("0d0000000003", environment=ODD_ENV, tags=["ü"] * 3),
+        make_record("0d0000000003", environment=ODD_ENV, tags=["ü"] * 3, metrics={"训练/acc": 0.5, "n": 3}),
         make_record("0d0000000004", environment={"python": "3.11.7", "packages": {}}),
         make_record("0d0000000005", tags=["sweep", "lr-0.1", "a,b", "longer than the others"], created=T0 - 60),
     )
@@ -200,6 +220,20 @@ def test_json_outputs_are_json_dumps_of_each_record_for_any_value(odd):
     records = [r.to_dict() for r in odd.find(limit=None)]
     assert written(write_json, odd) == "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
     assert written(write_list, odd, limit=None) == to_json(records) + "\n"
+
+
+def test_csv_rows_are_the_rows_of_the_library_for_any_value(odd):
+    rows = list(csv.DictReader(io.StringIO(written(write_csv, odd))))
+    assert list(rows[0])[len(FLAT_COLUMNS):] == ["params.lr", "params.big", "params.nan", "params.text",
+                                                 "params.nested.a", "metrics.训练/acc", "metrics.n", "metrics.loss",
+                                                 f"metrics.{ODD}", "metrics.big"]
+    for row, flat in zip(rows, flat_rows(odd, limit=None), strict=True):
+        assert {k: v for k, v in row.items() if v} == {
+            k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for k, v in flat_dict(*flat).items() if v is not None
+        }
+    [first] = [row for row in rows if row["label"] == "0d0000000001"]
+    assert first[f"metrics.{ODD}"] == "NaN" and first["metrics.big"] == "1e+300" and first["sweep"] == f"sw{ODD}"
 
 
 def table_of(records: list) -> str:

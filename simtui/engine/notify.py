@@ -6,9 +6,15 @@ events in ``[notify] on``, and each ``[[notify.route]]`` URL for its events (its
 own ``on``, else ``[notify] on``) when the job, or the host, has one of the
 route's tags (a route without tags hears every job and host).
 
-The message: label, host, state, duration, command and tags as #hashtags; on a
-failure the last lines of output; the job's output images (png, jpg, svg: at most
-MAX_IMAGES of at most MAX_IMAGE_BYTES each) attached where the service takes files.
+The message: label, host, state, duration, command and tags as #hashtags, the
+run's sweep as a #hashtag too; on a failure the last lines of output. Attached
+where the service takes files: at a job's end a figure of its metrics (a subplot
+a metric, by step; simtui.engine.plots, where matplotlib is installed) and its
+output images (png, jpg, svg: at most MAX_IMAGES of at most MAX_IMAGE_BYTES
+each). The end of the last run of a sweep (none of it left queued, starting or
+running) also ends the sweep: that run's message says so and carries a figure
+of the whole sweep's metrics, one line a run. That is told once a sweep (and
+again after a rerun added runs to it): the first process to see it claims it.
 
 Exactly once: whichever simtui process sees an event first claims it in the
 records database (simtui.store.notifications) and only that process sends it.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import posixpath
 import re
@@ -39,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from simtui.config import Config
+from simtui.engine import plots
 from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
@@ -62,6 +70,8 @@ KINDS = {  # apprise notify types
     "lost": "failure", "host_down": "failure", "host_up": "success", "test": "info",
 }
 WITH_OUTPUT = ("failed", "killed", "lost")  # events whose message carries the last lines
+ENDS = ("succeeded", "failed", "killed", "lost")  # events whose message carries the figure of the metrics
+SWEEP_ENDED = "sweep_ended"  # the claim of telling that a sweep ended (`simtui notify list`)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 MAX_IMAGES = 3
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -70,6 +80,7 @@ TAIL_BYTES = 16 * 1024  # read from the host for them when the record has none y
 ATTEMPT_TIMEOUT = 60.0  # seconds one try may take (apprise's own socket timeouts are 4 s)
 DRAIN_TIMEOUT = 30.0  # seconds Engine.close waits for sends in flight
 HOST_TIMEOUT = 20.0  # seconds to look for and fetch output images
+PLOT_TIMEOUT = 30.0  # seconds to draw a figure of metrics (the first one imports matplotlib)
 INVALID = "not a valid apprise URL"
 GAVE_UP = "simtui exited before the receiver answered"
 _COLOUR = re.compile(r"\x1b\[[0-9;:]*m")
@@ -112,6 +123,24 @@ class Notice:
     @property
     def kind(self) -> str:
         return KINDS.get(self.event, "info")
+
+
+@dataclass(frozen=True)
+class SweepEnd:
+    """A sweep whose last run ended: its runs, oldest first, their states and
+    parameters; ``key``: the claim of telling it."""
+
+    sweep: str
+    key: str
+    labels: tuple[str, ...]
+    states: tuple[str, ...]
+    params: dict[str, dict[str, Any]]
+
+    def summary(self) -> str:
+        """``3 runs: 2 succeeded, 1 failed``."""
+        counts = {state: self.states.count(state) for state in dict.fromkeys(self.states)}
+        runs = f"{len(self.labels)} run{'s' if len(self.labels) != 1 else ''}"
+        return f"{runs}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
 
 
 @dataclass(frozen=True)
@@ -258,26 +287,36 @@ class Notifier:
 
     async def _send_job(self, key: str, event: str, record: Record, urls: Sequence[str]) -> None:
         with tempfile.TemporaryDirectory(prefix="simtui-notify-") as tmp:
+            ended: SweepEnd | None = None
             try:
                 images, tail = await self._from_host(record, event, Path(tmp))
+                ended = self._sweep_end(record, event)
+                figures = await self._figures(record, event, ended, Path(tmp) / "figures")
             except asyncio.CancelledError:
-                self._finish(key, Outcome(job_notice(event, record), error=f"not sent: {GAVE_UP}"))
+                self._finish(key, Outcome(job_notice(event, record, sweep=ended), error=f"not sent: {GAVE_UP}"),
+                             also=[ended.key] if ended else [])
                 raise
-            await self._send(key, job_notice(event, record, record.log_tail or tail), urls, images)
+            await self._send(key, job_notice(event, record, record.log_tail or tail, sweep=ended), urls,
+                             [*figures, *images], also=[ended.key] if ended else [])
 
-    async def _send(self, key: str, notice: Notice, urls: Sequence[str], files: Sequence[Path] = ()) -> None:
+    async def _send(self, key: str, notice: Notice, urls: Sequence[str], files: Sequence[Path] = (),
+                    also: Sequence[str] = ()) -> None:
         try:
             deliveries = await asyncio.gather(*(self._deliver(url, notice, files) for url in urls))
             outcome = Outcome(notice, tuple(deliveries))
         except asyncio.CancelledError:
-            self._finish(key, Outcome(notice, error=f"not sent: {GAVE_UP}"))
+            self._finish(key, Outcome(notice, error=f"not sent: {GAVE_UP}"), also)
             raise
-        self._finish(key, outcome)
+        self._finish(key, outcome, also)
 
-    def _finish(self, key: str, outcome: Outcome) -> None:
+    def _finish(self, key: str, outcome: Outcome, also: Sequence[str] = ()) -> None:
+        """Keep the outcome on the claimed row (and in the record's events), and on
+        the rows of ``also`` (a sweep's end, told in the same message)."""
         try:
             claims.finish(self.store.db, key, outcome.status, "; ".join(outcome.lines()),
                           outcome.notice.label, outcome.lines())
+            for other in also:
+                claims.finish(self.store.db, other, outcome.status, "; ".join(outcome.lines()), None, ())
         except Exception as err:  # noqa: BLE001
             log.warning("notify: cannot record the outcome of %s: %s", key, mask(str(err)))
         self._tell(outcome)
@@ -333,6 +372,53 @@ class Notifier:
             log.info("notify %s: nothing from %s: %s", record.label, record.host, mask(str(err)))
             return [], None
 
+    # -- sweeps and figures of metrics ------------------------------------------------
+
+    def _sweep_end(self, record: Record, event: str) -> SweepEnd | None:
+        """At the end of a run of a sweep none of whose runs is left to run (queued,
+        starting, running): the sweep, when this process is the first to claim
+        telling that it ended; else None."""
+        if record.sweep is None or event not in ENDS:
+            return None
+        try:
+            runs = list(self.store.select(("label", "state", "params"), sweep=record.sweep, limit=None))[::-1]
+            if not runs or any(not JobState(state).finished for _, state, _ in runs):
+                return None
+            key = claims.claim_sweep(self.store.db, record.sweep, record.host, SWEEP_ENDED, len(runs))
+        except Exception as err:  # noqa: BLE001 - the run's own message goes out all the same
+            log.warning("notify %s: sweep %s: %s", record.label, record.sweep, mask(str(err)))
+            return None
+        if key is None:
+            return None
+        return SweepEnd(record.sweep, key, tuple(label for label, _, _ in runs), tuple(state for _, state, _ in runs),
+                        {label: json.loads(params) if params else {} for label, _, params in runs})
+
+    async def _figures(self, record: Record, event: str, ended: SweepEnd | None, folder: Path) -> list[Path]:
+        """PNG figures of the metrics, for the end of a job: the job's own, and where
+        its end ended its sweep, the sweep's. None without matplotlib, without
+        metrics, or where ``[notify] attach`` is off; a figure that fails is left out."""
+        if event not in ENDS or not self.settings.attach:
+            return []
+        wanted = [(f"metrics-{record.label}.png", [record.label], f"{record.label} {event} on {record.host}", None)]
+        if ended is not None:
+            wanted.append((f"sweep-{ended.sweep}.png", list(ended.labels), f"sweep {ended.sweep}: {ended.summary()}",
+                           plots.run_names(ended.params)))
+        figures = []
+        for name, labels, title, names in wanted:
+            try:
+                series = self.store.series(labels)
+                if not any(series.values()):
+                    continue
+                folder.mkdir(exist_ok=True)
+                drawn = await asyncio.wait_for(_in_thread(plots.metrics_png, series, folder / name, title, names),
+                                               PLOT_TIMEOUT)
+            except Exception as err:  # noqa: BLE001 - send the words without the figure
+                log.warning("notify %s: no figure of the metrics: %s", record.label, mask(str(err)))
+                continue
+            if drawn is not None:
+                figures.append(drawn)
+        return figures
+
     def _host_tags(self, host: str) -> tuple[str, ...]:
         return next((h.tags for h in self.config.hosts if h.name == host), ())
 
@@ -355,7 +441,8 @@ def plain(text: str) -> str:
     return mask(_COLOUR.sub("", sanitize(text)))
 
 
-def job_notice(event: str, record: Record, tail: str | None = None) -> Notice:
+def job_notice(event: str, record: Record, tail: str | None = None, sweep: SweepEnd | None = None) -> Notice:
+    """The message of a job's event; ``sweep``: its end ended that sweep."""
     state = record.state.value if event != "started" else "running"
     outcome = state + (f" (exit code {record.exit_code})" if record.exit_code is not None else "")
     lines = [
@@ -370,6 +457,9 @@ def job_notice(event: str, record: Record, tail: str | None = None) -> Notice:
         lines.append(f"reason: {plain(record.reason)}")
     if record.tags:
         lines.append(f"tags: {hashtags(record.tags)}")
+    if record.sweep:
+        ended = f" ended, {sweep.summary()}" if sweep is not None else ""
+        lines.append(f"sweep: {hashtags([record.sweep])}{ended}")
     tail = tail if tail is not None else record.log_tail
     if event in WITH_OUTPUT and tail:
         last = plain(tail).rstrip("\n").splitlines()[-MESSAGE_LINES:]

@@ -22,7 +22,7 @@ from typing import IO, Any, TextIO
 
 from simtui.errors import FileFault, NoSpace, UsageError
 from simtui.model import Record
-from simtui.store.frame import BOOLEANS_AT, COLUMNS, PICKED, TIMES_AT, iso_time, param_columns, param_values
+from simtui.store.frame import BOOLEANS_AT, COLUMNS, METRICS, PICKED, TIMES_AT, flat_columns, iso_time, param_values
 from simtui.store.records import COLUMNS as RECORD_COLUMNS, JSON_COLUMNS, Store
 from simtui.textfmt import json_list, to_json
 
@@ -120,27 +120,38 @@ _BOOLEANS = {None: None, 0: "false", 1: "true"}  # SQLite's booleans as CSV cell
 
 def write_csv(store: Store, out: TextIO) -> None:
     """One row a record: frame.COLUMNS, then a ``params.<dotted.path>`` column for every
-    parameter of any record (found first, from each distinct parameters text). Times
-    are ISO 8601 in UTC; a text value is its cell as it is, any other value its JSON
-    (``0.1``, ``true``, tags as ``["a", "b"]``); None, or a parameter a record lacks, is empty."""
-    params = param_columns(store, limit=None)
+    parameter of any record, then a ``metrics.<key>`` column for every metric of any
+    record (its last value); both found first, from each distinct parameters text and
+    list of metric keys (frame.flat_columns). Times are ISO 8601 in UTC; a text
+    value is its cell as it is, any other value its JSON (``0.1``, ``true``, tags as
+    ``["a", "b"]``); None, or a parameter or metric a record lacks, is empty."""
+    params, metric_names = flat_columns(store, limit=None)  # one pass over the records
+    metrics = [name.removeprefix(METRICS) for name in metric_names]
+    no_metrics = [""] * len(metrics)
 
     @functools.lru_cache(maxsize=4096)  # a sweep's runs share few parameter sets
     def param_cells(text: str | None) -> list[str]:
         values = param_values(text)
         return [_cell(values.get(name)) for name in params]
 
+    def metric_cells(text: str) -> list[Any]:  # the last values: each record's own, not cached
+        values = json.loads(text)  # a finite float as it is: the csv module writes its repr, as _cell would
+        return [value if type(value) is float and value - value == 0 else _cell(value)
+                for value in map(values.get, metrics)]
+
     def row(values: Sequence[Any]) -> list[Any]:  # None is written as "", a number as its JSON
-        *cells, text = values
+        *cells, text, metrics_text = values
         for i in TIMES_AT:
             cells[i] = iso_time(cells[i])
         for i in BOOLEANS_AT:
             cells[i] = _BOOLEANS[cells[i]]
-        return [*cells, *param_cells(text)]
+        cells += param_cells(text)
+        cells += no_metrics if metrics_text is None else metric_cells(metrics_text)
+        return cells
 
     with Chunked(out) as chunks:
         writer = csv.writer(chunks)
-        writer.writerow([*COLUMNS, *params])
+        writer.writerow([*COLUMNS, *params, *(METRICS + key for key in metrics)])
         writer.writerows(map(row, store.select(PICKED, limit=None)))
 
 

@@ -3,8 +3,9 @@
 A flat row mixes a run's metadata, its parameters and what it produced in one place
 (Sumatra's "parameters, metadata and output data in a dataframe"): the record's scalar
 fields, a few ``git.`` and ``env.`` facts, ``outputs.count``, whether a reproduction
-reproduced, and one ``params.<dotted.path>`` column a parameter. ``simtui.records()``
-returns such rows (or a DataFrame of them); ``simtui export --format csv`` writes them.
+reproduced, one ``params.<dotted.path>`` column a parameter, then one ``metrics.<key>``
+column a metric (its last value, as the record keeps it). ``simtui.records()`` returns
+such rows (or a DataFrame of them); ``simtui export --format csv`` writes them.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ from simtui.store.records import Store, parse_since
 if TYPE_CHECKING:
     import pandas
 
-# Every flat row has these keys, in this order; the ``params.`` columns follow them.
+# Every flat row has these keys, in this order; the ``params.`` columns follow them,
+# then the ``metrics.`` ones.
 COLUMNS = (
     "label", "state", "host", "command", "workdir", "project", "exit_code",
     "created", "started", "ended", "duration", "tags",
     "git.commit", "git.branch", "git.dirty", "git.tree_sha256",
     "env.python", "env.hostname", "env.packages_sha256",
-    "outputs.count", "peak_rss", "peak_gpu_mem", "repeat_of", "reason", "notes", "reproduced",
+    "outputs.count", "peak_rss", "peak_gpu_mem", "repeat_of", "sweep", "reason", "notes", "reproduced",
 )
 TIMES = ("created", "started", "ended")
 PARAMS = "params."
+METRICS = "metrics."
 NO_PANDAS = "pandas is not installed (pip install pandas)"
 
 # DataFrame column types where pandas' guess would be worse (ints with a gap become floats)
@@ -52,7 +55,8 @@ def utc_time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
-# Each of COLUMNS in SQL over one record, in order, then its parameters (JSON text).
+# Each of COLUMNS in SQL over one record, in order, then its parameters and its
+# metrics (JSON text).
 # JSON fields are picked out by SQLite, so the bulky JSON (a git diff, outputs, the
 # environment) is never decoded here; tags stay JSON text, booleans come as 1 or 0.
 PICKED = (
@@ -60,8 +64,8 @@ PICKED = (
     "duration", "coalesce(tags, '[]')",
     *(f"json_extract(git, '$.{name}')" for name in ("commit", "branch", "dirty", "tree_sha256")),
     *(f"json_extract(environment, '$.{name}')" for name in ("python", "hostname", "packages_sha256")),
-    "coalesce(json_array_length(outputs), 0)", "peak_rss", "peak_gpu_mem", "repeat_of", "reason", "notes",
-    "json_extract(reproduction, '$.reproduced')", "params",
+    "coalesce(json_array_length(outputs), 0)", "peak_rss", "peak_gpu_mem", "repeat_of", "sweep", "reason",
+    "notes", "json_extract(reproduction, '$.reproduced')", "params", "metrics",
 )
 TIMES_AT = tuple(COLUMNS.index(name) for name in TIMES)
 BOOLEANS_AT = (COLUMNS.index("git.dirty"), COLUMNS.index("reproduced"))
@@ -69,18 +73,19 @@ TAGS_AT = COLUMNS.index("tags")
 
 
 def flat_rows(store: Store, when: Callable[[float | None], Any] = iso_time,
-              **filters: Any) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+              **filters: Any) -> Iterator[tuple[list[Any], dict[str, Any], dict[str, Any]]]:
     """The records ``filters`` select (as for Store.find), newest first, read as
-    iterated, each as the values of COLUMNS in order and its parameters by column
-    (``params.<dotted.path>``, nested ones as diff.flatten gives them). ``when`` turns
-    the created, started and ended times (unix seconds) into what the row holds."""
-    for *values, params in store.select(PICKED, **filters):
+    iterated, each as the values of COLUMNS in order, its parameters by column
+    (``params.<dotted.path>``, nested ones as diff.flatten gives them) and the last
+    value of each of its metrics by column (``metrics.<key>``). ``when`` turns the
+    created, started and ended times (unix seconds) into what the row holds."""
+    for *values, params, metrics in store.select(PICKED, **filters):
         for i in TIMES_AT:
             values[i] = when(values[i])
         for i in BOOLEANS_AT:
             values[i] = None if values[i] is None else bool(values[i])
         values[TAGS_AT] = json.loads(values[TAGS_AT])
-        yield values, param_values(params)
+        yield values, param_values(params), metric_values(metrics)
 
 
 def param_values(params: str | None) -> dict[str, Any]:
@@ -88,32 +93,61 @@ def param_values(params: str | None) -> dict[str, Any]:
     return {PARAMS + path: value for path, value in flatten(json.loads(params)).items()} if params else {}
 
 
-def param_columns(store: Store, **filters: Any) -> list[str]:
-    """The ``params.`` columns of the records ``filters`` select, in order of first
-    appearance; from each distinct parameters text once."""
-    names: dict[str, None] = {}
-    for params in store.distinct("params", **filters):
-        names.update(dict.fromkeys(param_values(params)))
-    return list(names)
+def metric_values(metrics: str | None) -> dict[str, float]:
+    """The last value of each metric, as stored (JSON text), by its flat column, ``metrics.<key>``."""
+    return {METRICS + key: value for key, value in json.loads(metrics).items()} if metrics else {}
 
 
-def flat_dict(values: list[Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A flat row (of flat_rows) as one dict: COLUMNS, then ``params.<path>`` for each parameter."""
-    return {**dict(zip(COLUMNS, values)), **params}
+# The keys of a record's metrics, as a JSON list, in SQL over one record: records
+# that ran the same code print the same metrics, so a few distinct lists stand for
+# every record (the last values themselves are all different). Metrics that SQLite
+# cannot read (a NaN written by json.dumps) come whole, for Python to read.
+METRIC_KEYS = ("case when json_valid(records.metrics) "
+               "then (select json_group_array(key) from json_each(records.metrics)) else records.metrics end")
+# A record's parameters text and its list of metric keys as one text: "\x01" is no
+# part of a JSON text (json.dumps escapes control characters).
+_PARAMS_AND_KEYS = f"coalesce(params, '') || char(1) || coalesce({METRIC_KEYS}, '')"
+
+
+def flat_columns(store: Store, **filters: Any) -> tuple[list[str], list[str]]:
+    """The ``params.`` and the ``metrics.`` columns of the records ``filters`` select,
+    each in order of first appearance; one pass over the records, each distinct
+    parameters text with its list of metric keys read once."""
+    params: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    for both in store.distinct(_PARAMS_AND_KEYS, **filters):
+        text, _, keys = both.partition("\x01")
+        params.update(dict.fromkeys(param_values(text)))
+        if keys:
+            metrics.update((METRICS + key, None) for key in json.loads(keys))  # a list of keys, or the metrics
+    return list(params), list(metrics)
+
+
+def flat_dict(values: list[Any], params: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A flat row (of flat_rows) as one dict: COLUMNS, then ``params.<path>`` for each
+    parameter, then ``metrics.<key>`` for each metric."""
+    return {**dict(zip(COLUMNS, values)), **params, **(metrics or {})}
 
 
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """COLUMNS, then every ``params.`` column of ``rows`` in order of first appearance."""
+    """COLUMNS, then every ``params.`` column of ``rows``, then every ``metrics.`` one,
+    each in order of first appearance."""
     params: dict[str, None] = {}
+    metrics: dict[str, None] = {}
     for row in rows:
-        params.update((name, None) for name in row if name.startswith(PARAMS))
-    return [*COLUMNS, *params]
+        for name in row:
+            if name.startswith(PARAMS):
+                params[name] = None
+            elif name.startswith(METRICS):
+                metrics[name] = None
+    return [*COLUMNS, *params, *metrics]
 
 
 def data_frame(rows: list[dict[str, Any]], pd: Any = None) -> pandas.DataFrame:
     """A DataFrame of flat rows (made with ``when=utc_time``): one row a record, every
     column of ``columns(rows)``; times are datetime64 in UTC, counts and sizes nullable
-    Int64, ``git.dirty`` and ``reproduced`` nullable booleans, ``tags`` lists."""
+    Int64, ``git.dirty`` and ``reproduced`` nullable booleans, ``tags`` lists, metrics
+    float64 (NaN where a record lacks one)."""
     if pd is None:
         pd = importlib.import_module("pandas")
     data: dict[str, Any] = {}
@@ -123,6 +157,8 @@ def data_frame(rows: list[dict[str, Any]], pd: Any = None) -> pandas.DataFrame:
             data[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
         elif name in _DTYPES:
             data[name] = pd.Series(values, dtype=_DTYPES[name])
+        elif name.startswith(METRICS):
+            data[name] = pd.Series(values, dtype="float64")
         else:
             data[name] = pd.Series(values, dtype=object if name == "tags" or not rows else None)
     return pd.DataFrame(data, columns=list(data))

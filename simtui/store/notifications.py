@@ -49,6 +49,15 @@ def claim_job(db: Database, label: str, host: str, event: str) -> str | None:
         return key if _insert(db, key, event, label, host, PENDING) else None
 
 
+def claim_sweep(db: Database, sweep: str, host: str, event: str, runs: int) -> str | None:
+    """Claim telling that ``sweep``, of ``runs`` runs, ended: its key when this process
+    is the one to tell it, else None. Once a sweep and count of runs: a rerun into
+    the sweep adds runs, and its end is told again."""
+    key = f"sweep:{sweep}:{event}:{runs}"
+    with write_transaction(db):
+        return key if _insert(db, key, event, sweep, host, PENDING) else None
+
+
 def claim_host(db: Database, host: str, event: str, wanted: bool) -> str | None:
     """Record that ``host`` went down (or came back up) and claim telling it.
 
