@@ -67,6 +67,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from simtui.errors import UsageError
 
@@ -296,6 +297,7 @@ class MetricParser:
         metrics: list[tuple[str, float]] = []
         xs: list[tuple[str, float]] = []  # the line's x keys and their values
         x, x_rank = None, 9
+        found: list[tuple[str, Any]] = []  # (key, a number or its text)
         if builtin:
             obj = None
             if "{" in line and (head := line.lstrip())[:1] == "{":
@@ -310,34 +312,34 @@ class MetricParser:
             else:
                 found = [(key, raw) for key, raw, total in _PAIR.findall(line)
                          if not total or key in _X_RANK]
-            for key, raw in found:
-                try:
-                    value = float(raw)
-                except OverflowError:  # a JSON int past float's range
-                    continue
-                if value - value != 0:  # NaN, inf
-                    continue
-                rank = _X_RANK.get(key)
-                if rank is None:
-                    metrics.append((key, value))
-                else:
-                    xs.append((key, value))
-                    if rank < x_rank:
-                        x, x_rank = value, rank
         if self._patterns:
-            x, x_rank = self._pattern_points(line, metrics, xs, x, x_rank)
+            found += self._pattern_pairs(line, {key for key, _ in found})
+        for key, raw in found:
+            try:
+                value = float(raw)
+            except OverflowError:  # a JSON int past float's range
+                continue
+            if value - value != 0:  # NaN, inf
+                continue
+            rank = _X_RANK.get(key)
+            if rank is None:
+                metrics.append((key, value))
+            else:
+                xs.append((key, value))
+                if rank < x_rank:
+                    x, x_rank = value, rank
         if not metrics:
             metrics = xs
         elif x is None:
             x = _x_word(line)
         self._emit(metrics, x, offset, out)
 
-    def _pattern_points(self, line: str, metrics: list[tuple[str, float]], xs: list[tuple[str, float]],
-                        x: float | None, x_rank: int) -> tuple[float | None, int]:
-        """Add what the project's patterns find in ``line`` to ``metrics`` and ``xs``;
-        the line's x and its rank, updated."""
+    def _pattern_pairs(self, line: str, taken: set[str]) -> list[tuple[str, str]]:
+        """What the project's patterns find in ``line``: (key, the number's text) for
+        each named group that holds a number, but the keys in ``taken`` (found in
+        the line already) and those an earlier group took."""
         text = line if line.isascii() else line.encode("latin-1").decode("utf-8", "replace")
-        taken = {key for key, _ in metrics} | {key for key, _ in xs}
+        pairs = []
         for pattern, keyed in self._patterns:
             for match in pattern.finditer(text):
                 found = match.groupdict()
@@ -346,20 +348,10 @@ class MetricParser:
                     if not key or raw is None or key in taken:
                         continue
                     number = _NUMBER_ONLY.fullmatch(raw)
-                    if number is None:
-                        continue
-                    value = float(number.group(1))
-                    if value - value != 0:
-                        continue
-                    taken.add(key)
-                    rank = _X_RANK.get(key)
-                    if rank is None:
-                        metrics.append((key, value))
-                    else:
-                        xs.append((key, value))
-                        if rank < x_rank:
-                            x, x_rank = value, rank
-        return x, x_rank
+                    if number is not None and (value := float(number.group(1))) - value == 0:
+                        taken.add(key)
+                        pairs.append((key, number.group(1)))
+        return pairs
 
 
 def _x_word(line: str) -> float | None:
