@@ -10,14 +10,26 @@
   reading includes a ``tmux capture-pane`` round trip (a few ms), so the numbers
   are upper bounds. The flooding job is started with ``simtui run`` (the only
   job: the one the pane shows). Also the dashboard's CPU meanwhile (user + system,
-  in cores): on a busy machine the p99 is mostly other processes' doing.
+  in cores): on a busy machine the p99 is mostly other processes' doing;
+- the same with the metrics pane (``m``) shown on a run of a frozen sweep: six
+  finished runs of ``--points`` points (100k) of one metric each, written straight
+  into the store before the dashboard starts (``Store.insert`` with ``sweep``,
+  ``Store.add_metrics``), overlaid, while the flooding job (not shown: the pane
+  takes the log pane's place) loads the server and the machine. Timed: Down/Up
+  between the sweep's runs, each of which redraws the overlay with another run on
+  top, until the pane's title names the run and until its plot's rows changed;
+  then keys typed into the jobs filter as above (the shown run's label: it stays
+  selected). Target p99 < 100 ms; the dashboard's CPU meanwhile. Also, once, from
+  ``m`` until the overlay is first drawn (every point read and thinned).
 
-``python -m bench ui [-- --samples N --starts N --hosts N --rate MB/s | --smoke]``
+``python -m bench ui [-- --samples N --starts N --hosts N --rate MB/s --points N | --smoke]``
 """
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import re
 import shlex
 import shutil
@@ -27,11 +39,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from bench.common import Timings, arguments, ms, sshd_lab
+from bench.common import Timings, arguments, ms, simtui_home, sshd_lab
 from bench.records import target_line
+from simtui.model import JobState, Record
+from simtui.store import Store
 
 FIRST_FRAME_TARGET, KEY_TARGET = 1.0, 0.100
 # Numbered 100-byte lines at RATE bytes/s for at most SECONDS: bounded, should anything fail to kill it.
@@ -46,6 +61,9 @@ while time.monotonic() - start < seconds:
     time.sleep(max(0.0, start + sent * 100 / rate - time.monotonic()))
 """
 FLOOD_SECONDS = 40
+SWEEP = "swbe0c40a1b2"  # the frozen sweep's id ("sw" and 10 hex digits)
+GRID = [(lr, seed) for lr in (0.1, 0.01, 0.001) for seed in (1, 2)]  # its six runs
+BRAILLE = re.compile("[\u2801-\u28ff]")  # a plot's line drawn
 SIZE = ("150", "45")
 
 
@@ -117,18 +135,24 @@ def first_frames(term: Terminal, hosts: int, starts: int) -> tuple[Timings, Timi
             Timings(f"all {hosts} hosts up", tuple(ups)))
 
 
-def key_latency(term: Terminal, samples: int, rate: float) -> tuple[Timings, float]:
-    """Type the flooding job's label into the jobs filter (and back out), timing each
-    key; and the dashboard's CPU meanwhile, in cores."""
+def start_flood(term: Terminal, rate: float) -> str:
+    """Start the dashboard, then, from the command line (its server runs it), a job
+    flooding its log at ``rate`` MB/s; its label."""
     flood = term.root / "flood.py"
     flood.write_text(FLOOD)
     term.start()
     term.until(lambda s: drawn(s) and "● local  up" in s)
-    # Started from the command line (the dashboard's server runs it); the only job, so the one shown.
     label = term.simtui("run", "--host", "local", "--", "python3", str(flood), f"{rate * 1e6:.0f}",
                         str(FLOOD_SECONDS)).strip()
     if not label:
         raise RuntimeError("bench ui: `simtui run` of the flooding job printed no label")
+    return label
+
+
+def key_latency(term: Terminal, samples: int, rate: float) -> tuple[Timings, float]:
+    """Type the flooding job's label into the jobs filter (and back out), timing each
+    key; and the dashboard's CPU meanwhile, in cores."""
+    label = start_flood(term, rate)  # the only job, so the one shown
     try:
         term.until(lambda s: label in s and re.search(r"│ \d{8} x", s) is not None)  # the flood is on screen
         dashboard = psutil.Process(int(term.tmux("display", "-p", "-t", "bench", "#{pane_pid}")))
@@ -139,6 +163,93 @@ def key_latency(term: Terminal, samples: int, rate: float) -> tuple[Timings, flo
     finally:
         term.kill(label)
         term.stop()
+
+
+def frozen_sweep(home: Path, points: int) -> list[str]:
+    """Six finished runs of one sweep, an hour old, each with ``points`` points of
+    ``loss`` (a noisy decay, one a 100-byte line), written straight into the store of
+    ``home``; their labels, oldest first."""
+    rng, now = random.Random(0), time.time()
+    records = [Record(label=f"be0c{i:08x}", host="local", command=f"python train.py --lr {lr} --seed {seed}",
+                      argv=["python", "train.py", "--lr", str(lr), "--seed", str(seed)], state=JobState.SUCCEEDED,
+                      exit_code=0, created=now - 3600 + i, started=now - 3590 + i, ended=now - 600 + i,
+                      duration=2990.0, params={"lr": lr, "seed": seed}, sweep=SWEEP)
+               for i, (lr, seed) in enumerate(GRID)]
+    with simtui_home(home):
+        store = Store.open()
+        try:
+            store.insert(*records)
+            for i, record in enumerate(records):
+                loss = [math.exp(-step * (2 + i) / points) + 0.05 * rng.random() for step in range(points)]
+                store.add_metrics(record.label, [("loss", step, value, 100 * step) for step, value in enumerate(loss)],
+                                  now - 600 + i)
+        finally:
+            store.close()
+    return [r.label for r in records]
+
+
+def metrics_latency(term: Terminal, samples: int, rate: float, points: int) -> dict[str, Any]:
+    """The metrics pane (m) on a run of a frozen sweep of six runs of ``points`` points
+    each while another job floods its log: keys that move the selection between the
+    sweep's runs (each redraws the overlay with another run on top; see
+    move_selection); keys typed into the jobs filter as in key_latency (the selected
+    run's label: it stays selected); and the dashboard's CPU meanwhile, in cores. Also
+    once: from ``m`` until the overlay is first drawn (every point read)."""
+    labels = frozen_sweep(term.home, points)
+    label = start_flood(term, rate)
+    try:
+        # Running: the first row; the selection stays on the sweep's newest run unless it moved to the flood.
+        term.until(lambda s: re.search(rf"{label} .* running ", s) is not None)
+        if f"Log · {labels[-1]}" not in term.screen():
+            term.keys("Down")
+        term.until(lambda s: f"Log · {labels[-1]}" in s)
+        start = time.perf_counter()
+        term.keys("m")  # the first read: every point of the six runs
+        first = term.until(lambda s: f"Metrics · {labels[-1]}" in s and BRAILLE.search(s) is not None,
+                           timeout=120) - start
+        dashboard = psutil.Process(int(term.tmux("display", "-p", "-t", "bench", "#{pane_pid}")))
+        cpu, start = sum(dashboard.cpu_times()[:2]), time.perf_counter()
+        named, redrawn, unchanged, at = move_selection(term, labels, samples)
+        typed = type_label(term, at, samples)
+        cores = (sum(dashboard.cpu_times()[:2]) - cpu) / (time.perf_counter() - start)
+        return {"first": Timings("m to the overlay drawn (first read)", (first,)),
+                "named": Timings("selection to the pane naming it", tuple(named)),
+                "redrawn": Timings("selection to its plot redrawn", tuple(redrawn or [math.nan])),
+                "typed": Timings("key to screen, metrics shown", tuple(typed)), "unchanged": unchanged,
+                "cores": cores}
+    finally:
+        term.kill(label)
+        term.stop()
+
+
+def plot_rows(screen: str) -> list[str]:
+    """The screen's rows with a plot's line in them (nothing else draws braille)."""
+    return [row for row in screen.splitlines() if BRAILLE.search(row)]
+
+
+def move_selection(term: Terminal, labels: list[str], samples: int) -> tuple[list[float], list[float], int, str]:
+    """Down and up through the sweep's runs (newest first in the table), timing each
+    key until the metrics pane names the run it moved to, and until its plot changed
+    (the new run drawn on top of the others: a second later unchanged counts as not
+    seen); those times, how many plots were not seen to change, the run selected last."""
+    order = labels[::-1]
+    named: list[float] = []
+    redrawn: list[float] = []
+    unchanged, at, step = 0, 0, 1
+    while len(named) < samples:
+        if not 0 <= at + step < len(order):
+            step = -step
+        at += step
+        title = f"Metrics · {order[at]}"
+        before = plot_rows(term.screen())
+        start = time.perf_counter()
+        term.keys("Down" if step > 0 else "Up")
+        named.append(term.until(lambda s, t=title: t in s) - start)
+        try:
+            redrawn.append(term.until(lambda s, b=before: plot_rows(s) != b, timeout=1.0) - start)
+        except TimeoutError:
+            unchanged += 1
+    return named, redrawn, unchanged, order[at]
 
 
 def type_label(term: Terminal, label: str, samples: int) -> list[float]:
@@ -162,10 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--starts", type=int, default=5, help="starts timed for the first frame")
     parser.add_argument("--samples", type=int, default=200, help="keys timed while flooding")
     parser.add_argument("--rate", type=float, default=10.0, help="MB/s the flooding job writes")
-    parser.add_argument("--smoke", action="store_true", help="1 host, 1 start, 20 keys: every row, quickly")
+    parser.add_argument("--points", type=int, default=100_000, help="points of each of the frozen sweep's 6 runs")
+    parser.add_argument("--smoke", action="store_true", help="1 host, 1 start, 20 keys, 5k points: every row, quickly")
     options = parser.parse_args(argv)
     if options.smoke:
-        options.hosts, options.starts, options.samples = 1, 1, 20
+        options.hosts, options.starts, options.samples, options.points = 1, 1, 20, 5_000
     if shutil.which("tmux") is None:
         raise SystemExit("bench ui: tmux is not installed (apt-get install tmux)")
     with tempfile.TemporaryDirectory(prefix="simtui-bench-ui-") as tmp, sshd_lab(options.hosts) as lab:
@@ -177,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             frame, up = first_frames(term, options.hosts + 1, options.starts)
             latency, cores = key_latency(term, options.samples, options.rate)
+            shown = metrics_latency(term, options.samples, options.rate, options.points)
         finally:
             term.stop()
     print(f"{options.hosts} sshd hosts + local; terminal {'x'.join(SIZE)}; log flooding at {options.rate:g} MB/s")
@@ -189,6 +302,16 @@ def main(argv: list[str] | None = None) -> None:
     print(target_line(frame, FIRST_FRAME_TARGET))
     p99 = Timings("key to screen p99, log flooding", (latency.percentile(99),))
     print(target_line(p99, KEY_TARGET))
+    print(f"metrics pane on a frozen sweep of {len(GRID)} runs x {options.points} points, log flooding at "
+          f"{options.rate:g} MB/s")
+    for key in ("first", "named", "redrawn", "typed"):
+        print(shown[key].line())
+    if shown["unchanged"]:
+        print(f"{'plot not seen to change (1 s)':<40} {shown['unchanged']} of {options.samples} moves")
+    print(f"{'dashboard CPU meanwhile':<40} {shown['cores']:8.0%} of a core")
+    print("against the targets (below 1 = within):")
+    for key in ("named", "redrawn", "typed"):
+        print(target_line(Timings(f"{shown[key].label} p99", (shown[key].percentile(99),)), KEY_TARGET))
 
 
 if __name__ == "__main__":

@@ -526,6 +526,8 @@ def finish(record: Record) -> None:
                    "with NEEDS they are requests there (sbatch flags on Slurm).")
 @needs_options
 @click.option("--time", "time_limit", metavar="LIMIT", help="A time limit where the host has a scheduler (1:00:00).")
+@click.option("--image", metavar="IMAGE",
+              help="Run it inside this container image (podman, docker or apptainer on the host).")
 @click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag for the record (repeatable).")
 @click.option("--reason", "-r", metavar="TEXT", help="Why this run: kept in the record.")
 @click.option("--params", "params_file", metavar="FILE", help="Parameters from a JSON, YAML or TOML file.")
@@ -543,7 +545,8 @@ def finish(record: Record) -> None:
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARG]...")
 @pass_obj
 def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None,
-        gpu_mem: str | None, disk: str | None, time_limit: str | None, tags: tuple[str, ...], reason: str | None,
+        gpu_mem: str | None, disk: str | None, time_limit: str | None, image: str | None, tags: tuple[str, ...],
+        reason: str | None,
         params_file: str | None, param_args: tuple[str, ...], workdir: str | None,
         inputs: tuple[str, ...], outputs_dir: str | None, require_clean: bool, sync_first: bool,
         after: str | None, follow: bool, as_json: bool, command: tuple[str, ...]) -> None:
@@ -570,7 +573,7 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
                    params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
                    require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
-                   sync=sync_first, project_root=project_root, time=time_limit)
+                   sync=sync_first, project_root=project_root, time=time_limit, image=image)
     progress = ProgressLine("sync", forced=False)
     launch(obj, lambda client: client.submit(spec, progress), follow, as_json, progress)
 

@@ -236,6 +236,12 @@ def _kind(value: Any) -> HostKind:
     return HostKind(value)
 
 
+def _container(value: Any) -> str:
+    if value not in ("podman", "docker", "apptainer"):
+        raise ValueError(f'expected "podman", "docker" or "apptainer", got {_show(value)}')
+    return value
+
+
 def _gpu_flag(value: Any) -> str:
     if value not in ("gres", "gpus"):
         raise ValueError(f'expected "gres" (--gres=gpu:N) or "gpus" (--gpus=N), got {_show(value)}')
@@ -272,6 +278,7 @@ HOST_KEYS: dict[str, Check] = {
     "reserve_disk": _size,
     "share": _boolean,
     "kind": _kind,
+    "container": _container,
 }
 SLURM_KEYS: dict[str, Check] = {  # kind = "slurm" only
     "partitions": _strings,
@@ -284,6 +291,7 @@ SLURM_KEYS: dict[str, Check] = {  # kind = "slurm" only
 }
 LOCAL_KEYS: dict[str, Check] = {
     "enabled": _boolean,
+    "container": _container,
     "jobs_dir": _string,
     "projects_dir": _string,
     "tags": _strings,

@@ -76,6 +76,7 @@ class HostSpec:
     reserve_disk: int = 0
     share: bool = False  # True: its job and project folders keep the user's umask (others may read)
     slurm: SlurmOptions | None = None  # kind=slurm: how jobs are submitted there
+    container: str | None = None  # podman, docker or apptainer for --image (None: the first it has)
 
     @property
     def target(self) -> str:
@@ -338,6 +339,7 @@ class JobSpec:
     time: str | None = None  # a time limit, where the host's scheduler takes one ("1:00:00")
     sweep: str | None = None  # the sweep it is a point of (simtui sweep)
     max_parallel: int | None = None  # at most this many runs of its sweep active at once
+    image: str | None = None  # a container image to run it in (a rerun: the one that ran, by its id)
     project: str | None = None  # the synced project it runs in (simtui run --sync)
     git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
     venv: str | None = None  # a virtual environment on the host, first on the job's PATH
@@ -413,6 +415,7 @@ class Record:
     scheduler: dict[str, Any] | None = None
     sweep: str | None = None  # the sweep it is a point of
     metrics: dict[str, float] | None = None  # the last value of each metric its log printed
+    container: dict[str, Any] | None = None  # the image it ran in: engine, version, image, id, digest, pinned
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

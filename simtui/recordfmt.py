@@ -97,6 +97,8 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
             ("packages", packages is not None
              and f"{len(packages)} (sha256 {env.get('packages_sha256', '')[:HASH_WIDTH]})"),
         ])),
+        ("Container", _pairs([(key, one_line(str(value))) for key, value in (r.container or {}).items()
+                              if value not in (None, "")])),
         ("Scheduler", _pairs([(key.replace("_", " "), one_line(str(value)))
                               for key, value in (r.scheduler or {}).items() if value not in (None, "")])),
         ("Inputs", _files(r.inputs)),

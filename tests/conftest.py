@@ -91,6 +91,7 @@ import pwd  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import ClassVar  # noqa: E402
 
 import tomli_w  # noqa: E402
 from slurmd import SlurmCluster  # noqa: E402
@@ -114,40 +115,36 @@ def slurm_cluster(tmp_path_factory):
 
 
 @dataclass
-class SlurmLab:
-    """The cluster plus the sshd login host "lab" whose user submits jobs over ssh."""
+class OneHost:
+    """One sshd host of a lab, named ``name`` in the configs it writes (with ``extra``
+    keys in its ``[[hosts]]`` entry), and real ssh to it as its user."""
 
-    cluster: SlurmCluster
     lab: SshdLab
     host: SshdHost
 
-    def host_table(self, **slurm_keys) -> dict:
+    name: ClassVar[str] = "host"
+    extra: ClassVar[dict] = {}
+
+    def host_table(self, **keys) -> dict:
         h = self.host
-        return {
-            "name": "lab",
-            "address": h.address,
-            "port": h.port,
-            "user": h.user,
-            "identity": str(self.lab.client_key),
-            "known_hosts": str(self.lab.known_hosts),
-            "ssh_config": str(self.lab.ssh_config),
-            "kind": "slurm",
-            **slurm_keys,
-        }
+        return {"name": self.name, "address": h.address, "port": h.port, "user": h.user,
+                "identity": str(self.lab.client_key), "known_hosts": str(self.lab.known_hosts),
+                "ssh_config": str(self.lab.ssh_config), **self.extra, **keys}
 
-    def config_toml(self, **slurm_keys) -> str:
-        """A simtui config: no local host, one ``kind = "slurm"`` host "lab" with the
-        extra keys given (``partitions=["gpu"], time="0:05:00", sbatch_args=[...]``)."""
-        return tomli_w.dumps({"local": {"enabled": False}, "hosts": [self.host_table(**slurm_keys)]})
+    def config_toml(self, local: bool = False, **keys) -> str:
+        """A simtui config with its one ``[[hosts]]`` entry plus the keys given
+        (``partitions=["gpu"]``, ``container="podman"``...); no local host unless ``local``."""
+        config = {} if local else {"local": {"enabled": False}}
+        return tomli_w.dumps({**config, "hosts": [self.host_table(**keys)]})
 
-    def write_config(self, path, **slurm_keys) -> Path:
+    def write_config(self, path, local: bool = False, **keys) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.config_toml(**slurm_keys))
+        path.write_text(self.config_toml(local, **keys))
         return path
 
-    def ssh(self, command: str, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
-        """Run ``command`` on the login host as its user, over real ssh."""
+    def ssh(self, command: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+        """Run ``command`` on the host as its user, over real ssh."""
         h = self.host
         return subprocess.run(
             ["ssh", "-F", str(self.lab.ssh_config), "-i", str(self.lab.client_key),
@@ -157,16 +154,32 @@ class SlurmLab:
         )
 
 
+def own_home(name: str) -> pwd.struct_passwd:
+    """The Unix user ``name`` (made if missing) with a home that exists and is theirs:
+    their jobs, images and outputs are written there."""
+    user = _ensure_user(name)
+    home = Path(user.pw_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid != user.pw_uid:
+        shutil.chown(home, user.pw_uid, user.pw_gid)
+    return user
+
+
+@dataclass
+class SlurmLab(OneHost):
+    """The cluster plus the sshd login host "lab" whose user submits jobs over ssh."""
+
+    cluster: SlurmCluster | None = None
+    name = "lab"
+    extra = {"kind": "slurm"}
+
+
 @pytest.fixture(scope="session")
 def _slurm_login(tmp_path_factory):
     """One sshd host (login0 on 127.0.0.60, user simtui-t58), shared by the session."""
     need_sshd()
-    if IS_ROOT:  # the job user's home must exist and be theirs: jobs write their output there
-        user = _ensure_user("simtui-t58")  # the user SshdLab gives first_address=60
-        home = Path(user.pw_dir)
-        home.mkdir(parents=True, exist_ok=True)
-        if home.stat().st_uid != user.pw_uid:
-            shutil.chown(home, user.pw_uid, user.pw_gid)
+    if IS_ROOT:
+        own_home("simtui-t58")  # the user SshdLab gives first_address=60
     lab = SshdLab(tmp_path_factory.mktemp("slurmlab"), 1, first_address=60, prefix="login")
     yield lab
     lab.close()
@@ -187,4 +200,56 @@ def slurm_lab(slurm_cluster, _slurm_login):
             host.resume()
     assert pwd.getpwnam(host.user).pw_uid == Path(host.home).stat().st_uid
     slurm_cluster.cancel_all()
-    yield SlurmLab(slurm_cluster, _slurm_login, host)
+    yield SlurmLab(_slurm_login, host, slurm_cluster)
+
+
+# -- Podman ------------------------------------------------------------------------
+# Rootless podman (tests/podman.py) for the user of one sshd host, "box", whose jobs
+# run in containers of the image localhost/busybox:test. Needs root (to install
+# podman, runc, uidmap and busybox-static, as scripts/test does, and to give the user
+# subuids): skipped otherwise, a failure under CI.
+
+import time  # noqa: E402
+
+from podman import IMAGE as PODMAN_IMAGE, Podman  # noqa: E402
+
+
+@dataclass
+class PodmanLab(OneHost):
+    """The sshd host "box" whose user runs rootless podman, and the image it has:
+    ``image`` ("localhost/busybox:test"), its ``image_id`` (64 hex) and ``digest``
+    ("sha256:<64 hex>", also in RepoDigests as "localhost/busybox@<digest>"; the same
+    for every rootless user on this machine: the build is reproducible)."""
+
+    image_id: str = ""
+    digest: str = ""
+    image: str = PODMAN_IMAGE
+    name = "box"
+
+
+@pytest.fixture(scope="session")
+def podman_lab(tmp_path_factory):
+    """One sshd host (box0 on 127.0.0.90, user simtui-t88) whose user runs rootless
+    podman with ``localhost/busybox:test``, shared by the session. Bring-up: ~2 s when
+    the user has the image already, ~10 s more to build it, plus apt-get the first time
+    on a machine. At the end the containers the session made are removed (the image
+    stays).
+    Yields a PodmanLab: ``.lab``, ``.host``, ``.image``, ``.image_id``, ``.digest``,
+    ``.config_toml(**keys)``, ``.write_config(path, **keys)``, ``.ssh(cmd)``."""
+    need_sshd()
+    reason = Podman.available()
+    if reason:
+        if ON_CI:
+            pytest.fail(reason + "; CI must run the podman tests", pytrace=False)
+        pytest.skip(reason)
+    user = own_home("simtui-t88")  # the user SshdLab gives first_address=90; podman keeps its images there
+    Podman.prepare([user.pw_name])
+    started = time.time()
+    lab = SshdLab(tmp_path_factory.mktemp("podlab"), 1, first_address=90, prefix="box")
+    try:
+        assert lab.hosts[0].user == user.pw_name
+        info = Podman.image_info(user.pw_name)
+        yield PodmanLab(lab, lab.hosts[0], image_id=info["Id"], digest=info["Digest"])
+    finally:
+        Podman.clean(user.pw_name, since=started)  # the session's containers, not another's
+        lab.close()

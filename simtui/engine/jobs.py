@@ -13,19 +13,19 @@ import logging
 import posixpath
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from simtui.config import Config
-from simtui.engine.metrics import MetricsIngest
+from simtui.engine.metrics import AT_ONCE, MetricsIngest
 from simtui.engine.notify import Notifier
 from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
 from simtui.errors import FileFault, HostDisconnected, HostError, LaunchError, SimtuiError, UsageError
-from simtui.hosts import Host, host_class
+from simtui.hosts import Host, containers, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
 from simtui.hosts.probe import forget_agent, install_agent
@@ -55,8 +55,16 @@ class Engine:
         self.reachable: Callable[[str], bool] = lambda host: True  # a host known down is not dialled by the queue
         self.poll_soon: Callable[[str], None] | None = None  # the host's poll of its jobs, now (None: do it here)
         self._kills: dict[str, asyncio.Event] = {}  # kills under way, by label: set when each is done
+        self.tasks: set[asyncio.Future] = set()  # work that goes on after its caller (a flood's metrics)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
+        if self.tasks:  # a flood's metrics: bounded, the log they come from is kept anyway
+            await asyncio.wait(self.tasks, timeout=60)
         await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
         await self.pool.close()
 
@@ -242,9 +250,12 @@ class Engine:
             host = await self.host(record.host)
             if spec and spec.tree:
                 await runs.make_run_folder(host, home_relative(runs.project_folder(record.workdir)), label, spec.tree)
+            image = await containers.resolve(host, spec.image, host.spec.container) if spec and spec.image else None
             started = time.time()
-            host, launched = await self._launch(host, record, own_dir=bool(spec and spec.tree),
-                                                params=plan[0] if plan else None, request=self._request(record, spec))
+            host, launched = await self._launch(
+                host, record, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
+                request=self._request(record, spec),
+                environment=image.environment(spec.needs.gpu_count) if spec and image else ())
         except remote.AlreadyLaunched:
             return await self._settle_orphan(host, self.store.get(label))
         except SimtuiError as err:
@@ -255,7 +266,8 @@ class Engine:
             self._update(label, state=JobState.FAILED, ended=time.time(), log_tail=str(err), client=None)
             raise LaunchError(label, err) from None
         fields: dict[str, Any] = dict(pid=launched.pid, pid_start=launched.pid_start, started=started,
-                                      run_dir=launched.run_dir, outputs_root=launched.outputs_root, client=None)
+                                      run_dir=launched.run_dir, outputs_root=launched.outputs_root, client=None,
+                                      container=image.to_dict() if image else None)
         if plan:
             argv = runs.ran_argv(record.argv, plan[0].positions, plan[0].target.partition(":")[2]
                                  if plan[0].target.startswith("work:") else launched.params_path)
@@ -331,6 +343,9 @@ class Engine:
         for jobs_dir, records in by_dir.items():
             found = await host.job_status(jobs_dir, [r.label for r in records])
             for record in records:
+                record = self.store.get(record.label)  # as it is now: a launch may have written it meanwhile
+                if record.label not in found or record.state.finished:  # nothing to say of it, or settled
+                    continue
                 if record.state is JobState.STARTING and record.pid is None and not found[record.label].pid:
                     if runs.client_alive(record):
                         continue  # its launch is under way
@@ -338,7 +353,9 @@ class Engine:
                     if record.state.finished:
                         settled.append(record)
                         continue
-                    found[record.label] = (await host.job_status(jobs_dir, [record.label]))[record.label]
+                    found.update(await host.job_status(jobs_dir, [record.label]))
+                    if record.label not in found:
+                        continue
                 record = self._scheduled(record, found[record.label])
                 if record.environment is None and record.state is not JobState.QUEUED:  # captured at start
                     record = await self._take_provenance(host, record)
@@ -407,8 +424,8 @@ class Engine:
             return record
         # The exit file's mtime comes from the kernel's coarse clock: never before the start.
         fields: dict = {"ended": max(job.ended or time.time(), record.started or 0)}
-        if record.started is None:  # ended before anyone saw it run (a scheduler started it)
-            fields["started"] = min(job.started or fields["ended"], fields["ended"])
+        if record.started is None and job.started:  # ended before anyone saw it run (a scheduler started it)
+            fields["started"] = min(job.started, fields["ended"])
         if job.scheduler is not None:
             fields["scheduler"] = _scheduler(record, job)
         if record.state is not JobState.KILLED:
@@ -444,8 +461,13 @@ class Engine:
                 async for chunk in remote.read(host, record.jobs_dir, record.label, log.size()):
                     log.append(chunk)
             tail = self._tail(log)
-            await (ingest or MetricsIngest(self.store, record)).take(log, final=True)
+            ingest = ingest or MetricsIngest(self.store, record)
+            later = ingest.behind(log) > AT_ONCE  # a flood: the record does not wait for its metrics
+            if not later:
+                await ingest.finish(log)
             await asyncio.to_thread(log.compress)  # seconds for a big log: not on the event loop
+            if later:
+                self._background(ingest.finish(log))  # reads the compressed copy
         except FileFault:
             if not keep_claim:
                 log.close()
@@ -560,8 +582,8 @@ class Engine:
                             else:
                                 if lag is not None and "until" not in lag and pos + len(chunk) >= shown:
                                     lag["until"] = time.time()  # whole again up to what was passed on
-                                if ingest is not None and ingest.due():
-                                    await ingest.take(log)
+                                if ingest is not None:
+                                    ingest.kick(log)
                         if on_data and pos + len(chunk) > shown:
                             on_data(chunk[max(shown - pos, 0):])
                         pos += len(chunk)
@@ -690,10 +712,10 @@ class Engine:
                 if record.state.finished:
                     raise UsageError(f"{record.label} is already {record.state.value}")
                 return record
-            job = (await host.job_status(record.jobs_dir, [record.label]))[record.label]
-            fields = {"scheduler": _scheduler(record, job)} if job.scheduler else {}
-            return self._update(record.label, state=JobState.KILLED, exit_code=job.exit_code,
-                                ended=job.ended or time.time(), **fields)
+            job = (await host.job_status(record.jobs_dir, [record.label])).get(record.label)
+            fields = {"scheduler": _scheduler(record, job)} if job and job.scheduler else {}
+            return self._update(record.label, state=JobState.KILLED, exit_code=job and job.exit_code,
+                                ended=(job and job.ended) or time.time(), **fields)
         finally:
             self._kills.pop(record.label, None)
             done.set()
@@ -706,6 +728,8 @@ class Engine:
         spec = JobSpec.from_dict(old.spec) if old.spec else self._legacy_spec(old)
         if not spec.tree:
             spec = replace(spec, workdir=old.workdir)
+        if old.container:  # the image that ran, by its id: never a tag that may have moved
+            spec = replace(spec, image=old.container["pinned"])
         spec = replace(spec, host=host or spec.host or (None if old.needs else old.host), after=None, placement=None,
                        params=old.params)
         return await self.submit(spec, repeat_of=old.label, progress=progress)

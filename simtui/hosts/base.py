@@ -222,15 +222,16 @@ class Host(abc.ABC):
     async def launch_job(self, jobs_dir: str, label: str, argv: Sequence[str], workdir: str,
                          capture: Capture | None, venv: str | None, *, own_dir: bool = False,
                          params: Params | None = None, share: bool = False,
-                         request: Request | None = None) -> Launched:
+                         request: Request | None = None, environment: Sequence[str] = ()) -> Launched:
         """Start the job (see hosts.jobs.launch); ``request`` is for a scheduler: unused here."""
         from simtui.hosts import jobs
 
         return await jobs.launch(self, jobs_dir, label, argv, workdir, capture, venv, own_dir=own_dir,
-                                 params=params, share=share)
+                                 params=params, share=share, environment=environment)
 
     async def job_status(self, jobs_dir: str, labels: Sequence[str]) -> dict[str, RemoteJob]:
-        """What each job's folder says now, all in one command (see hosts.jobs.status)."""
+        """What each job's folder says now, all in one command (see hosts.jobs.status);
+        a job the host has nothing to say of this time (a scheduler's host) is left out."""
         from simtui.hosts import jobs
 
         return await jobs.status(self, jobs_dir, labels)

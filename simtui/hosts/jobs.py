@@ -50,6 +50,34 @@ PROC_FIELDS = r"""
 proc_fields() { sess=$4; shift 19; st=$1; }
 """
 
+# With $SIMTUI_CONTAINER and $SIMTUI_IMAGE set (see hosts.containers), the job's argv
+# becomes the engine running it in that image: the workdir and the job's folder
+# ($d) mounted at the same paths, the workdir as working directory, the user's uid
+# kept, the SIMTUI_* variables passed in, GPUs with $SIMTUI_GPUS. stop_container
+# stops it (a container's first process may ignore TERM, and podman's and docker's
+# run under their own monitor, not in the job's process group).
+CONTAINER = r"""
+stop_container() { :; }
+case ${SIMTUI_CONTAINER:-} in
+podman|docker)
+    name=simtui-$SIMTUI_LABEL
+    user=--userns=keep-id gpu=
+    [ "$SIMTUI_CONTAINER" = docker ] && user=--user=$(id -u):$(id -g)
+    [ -n "${SIMTUI_GPUS:-}" ] && { gpu=--device=nvidia.com/gpu=all; [ "$SIMTUI_CONTAINER" = docker ] && gpu=--gpus=all; }
+    set -- -w "$PWD" -e SIMTUI_LABEL -e SIMTUI_HOST -e SIMTUI_RUN_DIR ${SIMTUI_PARAMS:+-e SIMTUI_PARAMS} $gpu \
+        "$SIMTUI_IMAGE" "$@"
+    [ "$d" = "$PWD" ] || set -- -v "$d:$d" "$@"
+    set -- "$SIMTUI_CONTAINER" run --rm --name "$name" $user -v "$PWD:$PWD" "$@"
+    stop_container() { "$SIMTUI_CONTAINER" stop -t 2 "$name" >/dev/null 2>&1; } ;;
+apptainer)
+    gpu=
+    [ -n "${SIMTUI_GPUS:-}" ] && gpu=--nv
+    set -- --pwd "$PWD" $gpu "$SIMTUI_IMAGE" "$@"
+    [ "$d" = "$PWD" ] || set -- --bind "$d" "$@"
+    set -- apptainer exec --bind "$PWD" "$@" ;;
+esac
+"""
+
 # $1 = job dir, $2 = provenance.py on this host ("" for none), $3 = the umask for
 # the job itself (the user's), $4 = where to look for outputs, $5 = how many input
 # paths follow; then the inputs, then the job's argv. Runs as the session leader, in
@@ -71,12 +99,13 @@ if [ -n "$prov" ]; then
     monitor=$!
 fi
 shift "$n"
+""" + CONTAINER + r"""
 : > "$d/started"
 umask "$job_umask"
 "$@" &
 child=$!
 umask "$own_umask"
-trap 'termed=1; kill -TERM "$child" 2>/dev/null' TERM INT HUP
+trap 'termed=1; kill -TERM "$child" 2>/dev/null; stop_container' TERM INT HUP
 code=127
 while :; do
     termed=0
@@ -339,20 +368,23 @@ async def launch(
     host: Host, jobs_dir: str, label: str, argv: Sequence[str], workdir: str = ".",
     capture: Capture | None = None, venv: str | None = None, *, own_dir: bool = False,
     params: Params | None = None, share: bool = False, script: str = LAUNCH, lead: Sequence[str] = (),
+    environment: Sequence[str] = (),
 ) -> Launched:
     """Start ``argv`` detached in ``workdir`` (with ``venv`` first on its PATH);
     ``own_dir``: the workdir is the run's own folder; ``share``: leave the modes of
     the job's folder and files to the user's umask (else 0700 and 0600). Raises
     LaunchRefused for what the user can fix, LaunchFailed otherwise (also when a
     cancel came first). ``script`` (PREPARE and how to start) and the arguments it
-    takes before PREPARE's (``lead``) are another kind of host's way to start it."""
+    takes before PREPARE's (``lead``) are another kind of host's way to start it.
+    ``environment``: NAME=VALUE words for the job and its wrapper (an image to run it in)."""
     d = job_dir(jobs_dir, label)
     capture = capture or Capture("")
     head = [capture.script, venv or "", label, host.name, "own" if own_dir else "",
             params.target if params else "", " ".join(map(str, params.positions)) if params else "",
             "share" if share else ""]
     tail = [capture.outputs_dir, str(len(capture.inputs)), *capture.inputs, *argv]
-    result = await host.run(_sh(script, *lead, WRAPPER, d, home_relative(workdir), *head, *tail),
+    argv = _sh(script, *lead, WRAPPER, d, home_relative(workdir), *head, *tail)
+    result = await host.run(["env", *environment, *argv] if environment else argv,
                             input=params.text if params else None)
     if not result.ok:
         why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"

@@ -33,6 +33,7 @@ from simtui.hosts.base import CommandResult, Host, PortForward
 from simtui.model import ClusterJob, HostFacts, HostKind, HostSpec, JobState, Partition, Record, Sample, SlurmOptions
 
 MIB = 1 << 20
+FORGOTTEN = 30.0  # seconds squeue must go on not listing a job with no exit code before it is lost
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 # End states whose outcome Slurm alone knows (COMPLETED and FAILED: the exit code says).
 OUTCOMES = {
@@ -226,10 +227,11 @@ class SlurmHost(Host):
     async def launch_job(self, jobs_dir: str, label: str, argv: Sequence[str], workdir: str,
                          capture: jobs.Capture | None, venv: str | None, *, own_dir: bool = False,
                          params: jobs.Params | None = None, share: bool = False,
-                         request: jobs.Request | None = None) -> jobs.Launched:
+                         request: jobs.Request | None = None, environment: Sequence[str] = ()) -> jobs.Launched:
         words = self.sbatch_options(label, request or jobs.Request())
         launched = await jobs.launch(self, jobs_dir, label, argv, workdir, capture, venv, own_dir=own_dir,
-                                     params=params, share=share, script=SBATCH, lead=["\n".join(words)])
+                                     params=params, share=share, script=SBATCH, lead=["\n".join(words)],
+                                     environment=environment)
         partition = next((w.split("=", 1)[1] for w in words if w.startswith("--partition=")), None)
         scheduler = {"job_id": str(launched.pid), "partition": partition, "state": "PENDING",
                      "sbatch": shlex.join(["sbatch", *words, "job.sh"])}
@@ -271,10 +273,14 @@ class SlurmHost(Host):
         by_name = {job.name: job for job in map(_queue_line, queue.splitlines()) if job}
         files = {path: (size, mtime) for path, size, mtime in (line.rsplit("|", 2) for line in stats.splitlines())}
         found, unmarked = {}, []
+        missing = self.known.setdefault("missing", {})  # label -> since when squeue has not listed it
         for line in folders.splitlines():
             d, job_id, code = line.rsplit("|", 2)
             label = dirs[d]
             job = by_name.get(f"simtui-{label}")
+            if job is None and code == "-" and time.monotonic() - missing.setdefault(label, time.monotonic()) < FORGOTTEN:
+                continue  # not listed, no exit code: nothing to say yet (slurmctld busy or restarting)
+            missing.pop(label, None)
             size = files.get(f"{d}/out.log", ("0", "-"))[0]
             ended, started = (files.get(f"{d}/{name}", ("", "-"))[1] for name in ("exit", "started"))
             found[label] = _remote_job(label, job, job_id, code, size, ended, started)

@@ -239,7 +239,8 @@ class Hub:
             self.wake.set()
 
     def active_work(self) -> bool:
-        return bool(self.engine.active()) or next(self.store.find(state=JobState.QUEUED, limit=1), None) is not None
+        return (bool(self.engine.active()) or bool(self.engine.tasks)
+                or next(self.store.find(state=JobState.QUEUED, limit=1), None) is not None)
 
     async def _idle_loop(self, idle: float) -> None:
         """Stop once no client is attached and no job is queued, starting or

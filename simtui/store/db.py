@@ -508,6 +508,11 @@ def _v8_sweeps_and_metrics(db: Database) -> None:
                     "primary key (label, key, offset)) without rowid")
 
 
+def _v9_container(db: Database) -> None:
+    """The container image a job ran in: engine, version, image as asked, id, digest."""
+    db["records"].add_column("container", str)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
                                                 _v5_run_contract, _v6_json_as_exported, _v7_scheduler,
-                                                _v8_sweeps_and_metrics]
+                                                _v8_sweeps_and_metrics, _v9_container]
