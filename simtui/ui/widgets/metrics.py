@@ -20,7 +20,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -405,11 +405,19 @@ class MetricsPane(Vertical):
             return
         if before is None or before.label != record.label or before.sweep != record.sweep:
             self._generation += 1
-            if not (record.sweep and before and before.sweep == record.sweep):  # (same sweep: redrawn in place)
+            same_sweep = bool(record.sweep and before and before.sweep == record.sweep)
+            if same_sweep and self.view is not None and any(r.label == record.label for r in self.view.runs):
+                self._show(self._reselected(self.view, record.label))  # at once, from the points it has
+            elif not same_sweep:
                 self.page = 0
                 self.view = None
                 self._hint("reading metrics…")
             self.poll()
+
+    def _reselected(self, view: View, label: str) -> View:
+        """``view`` with another of its runs selected: drawn last, on top of the others."""
+        lines = {key: sorted(entries, key=lambda entry: entry[0] == label) for key, entries in view.lines.items()}
+        return replace(view, generation=self._generation, label=label, lines=lines)
 
     def next_page(self) -> None:
         """The next PLOTS metrics (after the last: the first)."""
