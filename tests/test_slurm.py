@@ -5,6 +5,7 @@ out, fail, GPUs as gres, rerun, dependencies. Through the real command line.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -167,3 +168,19 @@ def test_a_cluster_whose_login_node_is_this_machine(slurm_lab, tmp_path):
     record = show(label, config)
     assert record["state"] == "succeeded" and f"job {record['scheduler']['job_id']}" in proc.stdout
     assert simtui_json("hosts", config=config)[-1]["address"] == "localhost"
+
+
+def test_a_sweep_on_the_cluster_is_one_job_array(cluster):
+    proc = simtui("sweep", "--json", "--host", "lab", "--mem", "100M", "--max-parallel", "2", "-p", "n=1..3", "--",
+                  "sh", "-c", 'echo "got $(tr -d " \\n" < "$SIMTUI_PARAMS") in task $SLURM_ARRAY_TASK_ID"; echo step=1 n=$n',
+                  config=cluster.config, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)["records"]
+    ids = [r["scheduler"]["job_id"] for r in records]
+    base = records[0]["scheduler"]["array"]
+    assert ids == [f"{base}_{i}" for i in range(3)] and "--array=0-2%2" in records[0]["scheduler"]["sbatch"]
+    for i, record in enumerate(records):
+        done = wait_state(record["label"], cluster.config, "succeeded")
+        assert done["scheduler"]["state"] == "COMPLETED" and done["started"] <= done["ended"]
+        assert simtui("log", record["label"], config=cluster.config).stdout.splitlines()[0] == (
+            f'got {{"n":{i + 1}}} in task {i}')

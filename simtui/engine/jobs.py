@@ -81,7 +81,7 @@ class Engine:
     # -- submit ----------------------------------------------------------------
 
     async def submit(self, spec: JobSpec, *, repeat_of: str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> Record:
+                     progress: Callable[[int, int], None] | None = None, array: bool = False) -> Record:
         """Record the job and start it, unless it waits (``after``, ``max_jobs``).
 
         A ``sync`` spec syncs its project to the chosen host first (``progress``
@@ -120,7 +120,7 @@ class Engine:
         stored = self.store.get(label)
         if self.on_change is not None:
             self.on_change(stored)
-        return await self.start(stored) if starting else stored
+        return await self.start(stored, array=array) if starting else stored
 
     async def _refuse_changes(self, host_name: str, workdir: str) -> None:
         """UsageError naming the changed files when the workdir's checkout is dirty."""
@@ -173,11 +173,40 @@ class Engine:
         chosen: list[tuple[str | None, str | None]] = [(spec.host, spec.placement)] * len(points)
         if not spec.host and not spec.needs.is_empty():
             chosen = await self._place_points(spec, len(points))
+        where = chosen[0][0]
+        if (len(points) > 1 and where and all(c == chosen[0] for c in chosen)
+                and host_class(self.config.host(where.split("/", 1)[0])).takes_arrays):
+            return await self._sweep_array(spec, points, chosen[0], progress)
         records = []
         for point, (host, why) in zip(points, chosen):
             placed = replace(spec, params={**spec.params, **point}, host=host, placement=why)
             records.append(await self.submit(placed, progress=progress))
         return records
+
+    async def _sweep_array(self, spec: JobSpec, points: list[dict[str, Any]], chosen: tuple[str | None, str | None],
+                           progress: Callable[[int, int], None] | None) -> list[Record]:
+        """A sweep on a host whose scheduler takes job arrays: each point recorded and
+        made ready (its folder, parameters, argv), then one array for all of them."""
+        host_name, why = chosen
+        ready = [await self.submit(replace(spec, params={**spec.params, **point}, host=host_name, placement=why,
+                                           max_parallel=None), progress=progress, array=True)
+                 for point in points]
+        prepared = [r for r in ready if r.state is JobState.QUEUED and r.pid == 0]
+        if prepared:
+            first = self.store.get(prepared[0].label)
+            host = await self.host(first.host)
+            request = self._request(first, JobSpec.from_dict(first.spec or {"argv": ()}))
+            try:
+                found = await host.submit_array(first.jobs_dir, [r.label for r in prepared], spec.sweep or "sweep",
+                                                request, spec.max_parallel, host.spec.share)
+            except SimtuiError as err:
+                for record in prepared:
+                    self._update(record.label, state=JobState.FAILED, ended=time.time(), log_tail=str(err))
+                raise LaunchError(prepared[0].label, err) from None
+            for record in prepared:
+                self._update(record.label, pid=int(found[record.label]["array"]), scheduler=found[record.label],
+                             log_tail="waiting: submitted")
+        return [self.store.get(r.label) for r in ready]
 
     async def _place_points(self, spec: JobSpec, count: int) -> list[tuple[str | None, str | None]]:
         """Where each of ``count`` points goes: the best fit among the hosts with a slot
@@ -235,7 +264,7 @@ class Engine:
         submitted = [r for r in self.store.find(host=host, state=JobState.QUEUED, limit=None) if r.pid is not None]
         return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)] + submitted
 
-    async def start(self, record: Record, *, requeue: bool = False) -> Record:
+    async def start(self, record: Record, *, requeue: bool = False, array: bool = False) -> Record:
         """Launch a queued (or just recorded) job on its host. A launch that fails
         leaves the record failed with the reason and raises LaunchError; a kill
         that cancelled it meanwhile stands. With ``requeue`` (the queue starting
@@ -254,7 +283,7 @@ class Engine:
             started = time.time()
             host, launched = await self._launch(
                 host, record, own_dir=bool(spec and spec.tree), params=plan[0] if plan else None,
-                request=self._request(record, spec),
+                request=replace(self._request(record, spec), array=array),
                 environment=image.environment(spec.needs.gpu_count) if spec and image else ())
         except remote.AlreadyLaunched:
             return await self._settle_orphan(host, self.store.get(label))

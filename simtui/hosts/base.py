@@ -218,6 +218,8 @@ class Host(abc.ABC):
     # Whether a job's folder has the last word on how it ended; where a scheduler
     # has it, the end a follower sees is checked with job_status.
     settles_from_folder = True
+    # Whether its scheduler takes a sweep as one job array (see SlurmHost.submit_array).
+    takes_arrays = False
 
     async def launch_job(self, jobs_dir: str, label: str, argv: Sequence[str], workdir: str,
                          capture: Capture | None, venv: str | None, *, own_dir: bool = False,

@@ -326,6 +326,7 @@ class Request:
     partition: str | None = None
     time: str | None = None  # a time limit ("1:00:00")
     after: int | None = None  # the job in the same host's queue it waits for (its ``pid``)
+    array: bool = False  # a point of a job array: made ready, submitted with the others (submit_array)
 
 
 @dataclass(frozen=True)

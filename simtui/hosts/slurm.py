@@ -69,6 +69,7 @@ REASONS = {
     "AssocGrpCpuLimit": "your account's CPU limit is reached",
     "AssocGrpGRES": "your account's GPU limit is reached",
     "Prolog": "its prolog is running",
+    "JobArrayTaskLimit": "waiting for a slot of its sweep (--max-parallel)",
     "None": None,
 }
 JOB_FIELDS = "%i|%j|%T|%r|%P|%N|%M|%l"  # id, name, state, reason, partition, nodes, elapsed, time limit
@@ -79,7 +80,7 @@ JOB_FIELDS = "%i|%j|%T|%r|%P|%N|%M|%l"  # id, name, state, reason, partition, no
 # builtins and two processes whatever the number of jobs (not a few per job).
 STATUS = r"""
 u=$1; shift
-squeue -h --states=all -u "$u" -o '""" + JOB_FIELDS + r"""' || exit 1
+squeue -h -r --states=all -u "$u" -o '""" + JOB_FIELDS + r"""' || exit 1
 echo --
 for d do
     id= code=
@@ -102,6 +103,20 @@ exit 0
 SBATCH = r"""
 opts=$1; shift
 """ + jobs.PREPARE + r"""
+if [ "$opts" = - ]; then  # a point of a job array: what its task runs, kept in $d/argv (see ARRAY)
+    : > "$d/out.log"
+    {
+        for v in SIMTUI_LABEL SIMTUI_HOST SIMTUI_RUN_DIR SIMTUI_PARAMS VIRTUAL_ENV PATH SIMTUI_CONTAINER SIMTUI_IMAGE \
+                 SIMTUI_GPUS; do
+            eval "isset=\${$v+x}"
+            [ -n "$isset" ] && eval "printf '%s=%s\0' $v \"\$$v\""
+        done
+        printf '%s\0' sh -c 'cd "$1" || exit 91; shift; exec "$@"' simtui-cd "$PWD" \
+            sh -c "$wrapper" simtui-job "$d" "$prov" "$job_umask" "$@"
+    } > "$d/argv" || exit 90
+    printf '%s\0' 0 - "$run" "$PWD" "$out" "${SIMTUI_PARAMS:-}"
+    exit 0
+fi
 [ -e "$d/slurm_job" ] && { grep -q cancelled "$d/slurm_job" && { echo "cancelled before it started" >&2; exit 96; }
                            echo "job dir $d was submitted before" >&2; exit 92; }
 : > "$d/out.log"
@@ -117,6 +132,34 @@ id=${id%%;*}
 printf '%s\0' "$id" - "$run" "$PWD" "$out" "${SIMTUI_PARAMS:-}"
 """
 
+# $1 = the options, one per line, $2 = "share" or "", then the job folders of the
+# points (their argv written by SBATCH). One sbatch --array: task i runs the i-th
+# folder's argv (env, then the wrapper) with its output into that folder's out.log;
+# each folder's slurm_job gets its task's id (a point cancelled meanwhile: its task
+# is scancelled). Prints the array's job id.
+ARRAY = r"""
+opts=$1; share=$2; shift 2
+[ "$share" = share ] || umask 077
+first=$1; case $first in /*) ;; *) first=$PWD/$first ;; esac
+list=${first%/*}/array-${first##*/}
+for d do case $d in /*) printf '%s\n' "$d" ;; *) printf '%s\n' "$PWD/$d" ;; esac; done > "$list.dirs" || exit 90
+printf '%s\n' '#!/bin/sh' 'd=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")' \
+    'exec xargs -0 -x -a "$d/argv" env >> "$d/out.log" 2>&1' > "$list.sh" || exit 90
+nl='
+'
+set -f; IFS=$nl
+set -- $opts --output=/dev/null "$list.sh" "$list.dirs"
+unset IFS; set +f
+id=$(sbatch --parsable "$@" 2> "$list.err") || { tail -n 3 "$list.err" >&2; exit 98; }
+id=${id%%;*}
+i=0
+while IFS= read -r d; do
+    ( set -C; echo "${id}_$i" > "$d/slurm_job" ) 2>/dev/null || scancel "${id}_$i"
+    i=$((i + 1))
+done < "$list.dirs"
+echo "$id"
+"""
+
 # $1 = job dir: "cancelled" when this made sure it is never submitted, else its job id.
 CLAIM = r"""
 mkdir -p "$1" || exit 1
@@ -127,6 +170,7 @@ if ( set -C; echo cancelled > "$1/slurm_job" ) 2>/dev/null; then echo cancelled;
 # scancel, then wait until Slurm has ended it; "ended" when it had ended first.
 KILL = r"""
 d=$1; id=$2; wait=$3
+read own 2>/dev/null < "$d/slurm_job" && case $own in [0-9]*) id=$own ;; esac  # an array's task: BASE_I
 final='""" + " ".join(sorted(FINAL)) + r"""'
 state() { squeue -h --states=all -j "$id" -o %T 2>/dev/null; }
 over() { [ -z "$1" ] || case " $final " in *" $1 "*) true ;; *) false ;; esac; }
@@ -169,6 +213,7 @@ class SlurmHost(Host):
     """A cluster through its login node (``login``: an SSH host, or this machine)."""
 
     settles_from_folder = False
+    takes_arrays = True
 
     def __init__(self, spec: HostSpec, *, timeout: float = 10.0, keepalive: float = 15.0) -> None:
         super().__init__(spec)
@@ -228,14 +273,34 @@ class SlurmHost(Host):
                          capture: jobs.Capture | None, venv: str | None, *, own_dir: bool = False,
                          params: jobs.Params | None = None, share: bool = False,
                          request: jobs.Request | None = None, environment: Sequence[str] = ()) -> jobs.Launched:
-        words = self.sbatch_options(label, request or jobs.Request())
+        request = request or jobs.Request()
+        words = self.sbatch_options(label, request)
         launched = await jobs.launch(self, jobs_dir, label, argv, workdir, capture, venv, own_dir=own_dir,
-                                     params=params, share=share, script=SBATCH, lead=["\n".join(words)],
-                                     environment=environment)
+                                     params=params, share=share, script=SBATCH,
+                                     lead=["-" if request.array else "\n".join(words)], environment=environment)
+        if request.array:  # made ready: its array is submitted once every point is
+            return replace(launched, scheduler={"state": "PREPARED"})
         partition = next((w.split("=", 1)[1] for w in words if w.startswith("--partition=")), None)
         scheduler = {"job_id": str(launched.pid), "partition": partition, "state": "PENDING",
                      "sbatch": shlex.join(["sbatch", *words, "job.sh"])}
         return replace(launched, scheduler=scheduler)
+
+    async def submit_array(self, jobs_dir: str, labels: Sequence[str], name: str, request: jobs.Request,
+                           max_parallel: int | None = None, share: bool = False) -> dict[str, dict[str, Any]]:
+        """One ``sbatch --array`` for the points ``labels`` made ready by launch_job
+        (``request.array``), named ``simtui-<name>``; what each record keeps of it."""
+        words = self.sbatch_options(name, request)
+        words.append(f"--array=0-{len(labels) - 1}" + (f"%{max_parallel}" if max_parallel else ""))
+        result = await self.run(["sh", "-c", ARRAY, "sh", "\n".join(words), "share" if share else "",
+                                 *(jobs.job_dir(jobs_dir, label) for label in labels)])
+        if not result.ok:
+            why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
+            raise jobs.LaunchRefused(f"{self.name}: {why}")
+        base = result.stdout.split()[-1]
+        partition = next((w.split("=", 1)[1] for w in words if w.startswith("--partition=")), None)
+        line = shlex.join(["sbatch", *words, "array.sh"])
+        return {label: {"job_id": f"{base}_{i}", "array": base, "partition": partition, "state": "PENDING",
+                        "sbatch": line} for i, label in enumerate(labels)}
 
     def sbatch_options(self, label: str, request: jobs.Request) -> list[str]:
         """The sbatch options for a job: its name, what it needs, the host's config."""
@@ -270,14 +335,16 @@ class SlurmHost(Host):
         out = await self.check(["sh", "-c", STATUS, "sh", await self.user(), *dirs])
         queue, _, rest = out.partition("--\n")
         folders, _, stats = rest.partition("--\n")
-        by_name = {job.name: job for job in map(_queue_line, queue.splitlines()) if job}
+        listed = [job for job in map(_queue_line, queue.splitlines()) if job]
+        by_name = {job.name: job for job in listed}
+        by_id = {job.job_id: job for job in listed}
         files = {path: (size, mtime) for path, size, mtime in (line.rsplit("|", 2) for line in stats.splitlines())}
         found, unmarked = {}, []
         missing = self.known.setdefault("missing", {})  # label -> since when squeue has not listed it
         for line in folders.splitlines():
             d, job_id, code = line.rsplit("|", 2)
             label = dirs[d]
-            job = by_name.get(f"simtui-{label}")
+            job = by_id.get(job_id) or by_name.get(f"simtui-{label}")  # an array's tasks share one name
             if job is None and code == "-" and time.monotonic() - missing.setdefault(label, time.monotonic()) < FORGOTTEN:
                 continue  # not listed, no exit code: nothing to say yet (slurmctld busy or restarting)
             missing.pop(label, None)
@@ -292,7 +359,8 @@ class SlurmHost(Host):
 
     async def cancel_job(self, jobs_dir: str, label: str) -> tuple[int, int | None] | None:
         out = (await self.check(["sh", "-c", CLAIM, "sh", jobs.job_dir(jobs_dir, label)])).strip()
-        return (int(out), None) if out.isdigit() else None
+        base = out.split("_")[0]  # an array's task: BASE_I
+        return (int(base), None) if base.isdigit() else None
 
     async def kill_job(self, jobs_dir: str, label: str, grace: float, pid: int | None = None,
                        pid_start: int | None = None) -> str:
@@ -368,7 +436,8 @@ def _remote_job(label: str, job: ClusterJob | None, job_id: str, code: str, size
                 started: str) -> jobs.RemoteJob:
     """A job as squeue (``job``: None once Slurm has forgotten it) and its folder say."""
     exit_code = int(code) if code.lstrip("-").isdigit() else None
-    handle = int(job.job_id) if job and job.job_id.isdigit() else int(job_id) if job_id.isdigit() else None
+    own = (job.job_id if job else job_id).split("_")[0]  # an array's task: BASE_I
+    handle = int(own) if own.isdigit() else None
     common = dict(log_size=int(size) if size.isdigit() else 0, ended=_float(ended), started=_float(started))
     if job is None:  # forgotten (or never submitted): the folder alone
         return jobs.RemoteJob(label, handle, False, exit_code, **common)
