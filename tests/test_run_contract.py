@@ -331,9 +331,9 @@ async def test_kill_cancels_a_starting_job_before_its_launch(lab, tmp_path):
         gate = asyncio.Event()
         start = engine.start
 
-        async def held(record):
+        async def held(record, **options):
             await gate.wait()
-            return await start(record)
+            return await start(record, **options)
 
         engine.start = held
         submitted = asyncio.create_task(engine.submit(JobSpec(argv=("sleep", "300"), host="h1")))
