@@ -420,6 +420,11 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    @property
+    def host_queued(self) -> bool:
+        """Waiting in its host's own queue (a Slurm job pending), not in simtui's."""
+        return self.state is JobState.QUEUED and self.pid is not None
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """The inverse of to_dict; keys it does not know are ignored."""

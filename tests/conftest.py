@@ -143,6 +143,12 @@ class OneHost:
         path.write_text(self.config_toml(local, **keys))
         return path
 
+    def quick_config(self, path, **keys) -> Path:
+        """write_config, polled every 0.2 s and with a 2 s kill grace: tests wait less."""
+        path = self.write_config(path, **keys)
+        path.write_text("[defaults]\ninterval = 0.2\nkill_grace = 2\n" + path.read_text())
+        return path
+
     def ssh(self, command: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
         """Run ``command`` on the host as its user, over real ssh."""
         h = self.host

@@ -14,9 +14,7 @@ SHOW = ("/bin/busybox", "sh", "-c", 'echo "uid=$(id -u) pwd=$(pwd) label=$SIMTUI
 
 @pytest.fixture
 def box(podman_lab, tmp_path):
-    path = podman_lab.write_config(tmp_path / "config.toml")
-    path.write_text("[defaults]\ninterval = 0.2\nkill_grace = 2\n" + path.read_text())
-    podman_lab.config = path
+    podman_lab.config = podman_lab.quick_config(tmp_path / "config.toml")
     return podman_lab
 
 

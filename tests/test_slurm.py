@@ -17,9 +17,7 @@ from sshd import wait_for
 @pytest.fixture
 def cluster(slurm_lab, tmp_path):
     """The config of the cluster (polled fast) and the lab behind it."""
-    path = slurm_lab.write_config(tmp_path / "config.toml")
-    path.write_text("[defaults]\ninterval = 0.2\nkill_grace = 2\n" + path.read_text())
-    slurm_lab.config = path
+    slurm_lab.config = slurm_lab.quick_config(tmp_path / "config.toml")
     return slurm_lab
 
 

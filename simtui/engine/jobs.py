@@ -29,7 +29,7 @@ from simtui.hosts import Host, containers, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
 from simtui.hosts.probe import forget_agent, install_agent
-from simtui.model import LOCAL, SWEEP_PREFIX, JobSpec, JobState, Needs, Record
+from simtui.model import LOCAL, SWEEP_PREFIX, JobSpec, JobState, Needs, Placement, Record
 from simtui.provenance import make_label
 from simtui.secret import mask
 from simtui.store.logs import LocalLog
@@ -104,7 +104,7 @@ class Engine:
             await self._refuse_changes(host, workdir)
         plan = runs.params_plan(spec, spec.params)  # a parameter TOML cannot hold fails here, before a record
         waits = bool(spec.after) and not self._chains(host, spec.after)
-        starting = not waits and self._has_slot(host) and self._sweep_has_slot(spec)
+        starting = not waits and self._has_slot(host) and self._sweep_has_slot(spec.sweep, spec.max_parallel)
         record = Record(
             label=label, host=host, command=shlex.join(spec.argv),
             state=JobState.STARTING if starting else JobState.QUEUED,
@@ -151,17 +151,14 @@ class Engine:
         from simtui.engine.placement import place
 
         results = await self.probe(list(self.config.hosts), self.config.defaults.timeout)
-        placement = place(spec.needs, results)
-        if placement.host is None:
-            reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
-            raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
+        placement = _placed(place(spec.needs, results))
         return placement.host, placement.why
 
-    def _sweep_has_slot(self, spec: JobSpec) -> bool:
-        """Fewer than ``max_parallel`` runs of its sweep are active (or it has no such limit)."""
-        if not spec.sweep or not spec.max_parallel:
+    def _sweep_has_slot(self, sweep: str | None, max_parallel: int | None) -> bool:
+        """Fewer than ``max_parallel`` runs of ``sweep`` are active (or there is no such limit)."""
+        if not sweep or not max_parallel:
             return True
-        return sum(r.sweep == spec.sweep for r in self.active()) < spec.max_parallel
+        return sum(r.sweep == sweep for r in self.active()) < max_parallel
 
     async def sweep(self, spec: JobSpec, points: list[dict[str, Any]],
                     progress: Callable[[int, int], None] | None = None) -> list[Record]:
@@ -219,10 +216,7 @@ class Engine:
         for _ in range(count):
             full = {r.spec.name for r in results if r.spec.max_jobs is not None
                     and len(self.active(r.spec.name)) + taken.get(r.spec.name, 0) >= r.spec.max_jobs}
-            placement = place(spec.needs, [r for r in results if r.spec.name not in full] or results)
-            if placement.host is None:
-                reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
-                raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
+            placement = _placed(place(spec.needs, [r for r in results if r.spec.name not in full] or results))
             host = placement.host.split("/", 1)[0]
             taken[host] = taken.get(host, 0) + 1
             chosen.append((placement.host, placement.why))
@@ -261,7 +255,7 @@ class Engine:
     def active(self, host: str | None = None) -> list[Record]:
         """Records of jobs starting or running (on ``host``, if given), and of those
         waiting in their host's own queue (a Slurm job pending)."""
-        submitted = [r for r in self.store.find(host=host, state=JobState.QUEUED, limit=None) if r.pid is not None]
+        submitted = [r for r in self.store.find(host=host, state=JobState.QUEUED, limit=None) if r.host_queued]
         return [r for state in ACTIVE for r in self.store.find(host=host, state=state, limit=None)] + submitted
 
     async def start(self, record: Record, *, requeue: bool = False, array: bool = False) -> Record:
@@ -406,8 +400,9 @@ class Engine:
         """A job in its host's own queue: waiting (and why), or started, as its
         scheduler says; the record keeps what the scheduler says of it."""
         fields: dict[str, Any] = {}
-        if job.scheduler is not None and _scheduler(record, job) != record.scheduler:
-            fields["scheduler"] = _scheduler(record, job)
+        said = _scheduler(record, job)
+        if job.scheduler is not None and said != record.scheduler:
+            fields["scheduler"] = said
         if job.alive and job.queued:
             waiting = f"waiting: {(job.scheduler or {}).get('reason') or 'in the queue'}"
             if record.log_tail != waiting:
@@ -593,11 +588,11 @@ class Engine:
                         await self._deliver_rest(record, max(pos, shown), on_data)
                     return record
                 try:
-                    if record.state is JobState.QUEUED and record.pid is None:
+                    if record.state is JobState.QUEUED and not record.host_queued:
                         await self.schedule()
                         raise _NotYet
                     host = await self.host(record.host)
-                    if record.state is JobState.QUEUED:  # in its host's queue (requeued): the host's one
+                    if record.host_queued:  # in its host's queue (requeued): the host's one
                         await asyncio.sleep(self.config.defaults.interval)  # poll for all its jobs moves it on
                         continue
                     live = host.follow_job(record.jobs_dir, record.label, record.pid, pos, record.pid_start)
@@ -718,7 +713,7 @@ class Engine:
         record = self.store.get(label)
         if record.state.finished:
             raise UsageError(f"{record.label} is already {record.state.value}")
-        if record.state is JobState.QUEUED and record.pid is None:  # in simtui's queue: never started
+        if record.state is JobState.QUEUED and not record.host_queued:  # in simtui's queue: never started
             return self._update(record.label, state=JobState.KILLED, ended=time.time())
         host = await self.host(record.host)
         record = self.store.get(record.label)  # connecting may have settled it
@@ -798,7 +793,7 @@ class Engine:
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
-            if record.pid is not None:  # in its host's own queue already
+            if record.host_queued:  # in its host's own queue already
                 continue
             if record.after:
                 dep = self.store.get(record.after)
@@ -820,12 +815,21 @@ class Engine:
                 reconciled.add(record.host)  # a slot may have freed since anyone looked
                 with contextlib.suppress(HostError):
                     await self.reconcile(record.host)
-            if self._has_slot(record.host) and self._sweep_has_slot(JobSpec.from_dict(record.spec or {"argv": ()})):
+            max_parallel = (record.spec or {}).get("max_parallel")
+            if self._has_slot(record.host) and self._sweep_has_slot(record.sweep, max_parallel):
                 try:
                     changed.append(await self.start(record, requeue=True))
                 except LaunchError:
                     changed.append(self.store.get(record.label))
         return changed
+
+
+def _placed(placement: Placement) -> Placement:
+    """The placement, when a host fits; else SimtuiError naming why each does not."""
+    if placement.host is None:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in placement.reasons.items())
+        raise SimtuiError(f"no host fits ({placement.why}): {reasons}")
+    return placement
 
 
 def _scheduler(record: Record, job: remote.RemoteJob) -> dict[str, Any]:

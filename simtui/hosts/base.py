@@ -29,6 +29,12 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    @property
+    def why(self) -> str:
+        """Why it failed, in one line: the last line of its stderr, else its exit status."""
+        lines = self.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit {self.exit_status}"
+
 
 @dataclass(frozen=True)
 class PortForward:

@@ -86,7 +86,6 @@ async def resolve(host: Host, image: str, engine: str | None = None) -> Image:
         raise LaunchRefused(f"{host.name}: container {engine!r}: expected one of {', '.join(ENGINES)}")
     result = await host.run(["sh", "-c", RESOLVE, "sh", engine or "", image])
     if not result.ok:
-        why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
-        raise LaunchRefused(f"{host.name}: {why}")
+        raise LaunchRefused(f"{host.name}: {result.why}")
     name, version, found, digest = (result.stdout.splitlines() + ["", "", "", ""])[:4]
     return Image(name, version, image, found, digest or None, image if name == "apptainer" else None)

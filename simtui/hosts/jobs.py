@@ -388,7 +388,7 @@ async def launch(
     result = await host.run(["env", *environment, *argv] if environment else argv,
                             input=params.text if params else None)
     if not result.ok:
-        why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
+        why = result.why
         if result.exit_status in USER_FIXABLE:
             raise LaunchRefused(f"{host.name}: {why}")
         failure = {IN_USE: AlreadyLaunched, AGENT_GONE: AgentGone}.get(result.exit_status, LaunchFailed)

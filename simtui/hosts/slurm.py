@@ -274,16 +274,13 @@ class SlurmHost(Host):
                          params: jobs.Params | None = None, share: bool = False,
                          request: jobs.Request | None = None, environment: Sequence[str] = ()) -> jobs.Launched:
         request = request or jobs.Request()
-        words = self.sbatch_options(label, request)
+        words = [] if request.array else self.sbatch_options(label, request)
         launched = await jobs.launch(self, jobs_dir, label, argv, workdir, capture, venv, own_dir=own_dir,
                                      params=params, share=share, script=SBATCH,
                                      lead=["-" if request.array else "\n".join(words)], environment=environment)
         if request.array:  # made ready: its array is submitted once every point is
             return replace(launched, scheduler={"state": "PREPARED"})
-        partition = next((w.split("=", 1)[1] for w in words if w.startswith("--partition=")), None)
-        scheduler = {"job_id": str(launched.pid), "partition": partition, "state": "PENDING",
-                     "sbatch": shlex.join(["sbatch", *words, "job.sh"])}
-        return replace(launched, scheduler=scheduler)
+        return replace(launched, scheduler=self._submitted(str(launched.pid), request, words, "job.sh"))
 
     async def submit_array(self, jobs_dir: str, labels: Sequence[str], name: str, request: jobs.Request,
                            max_parallel: int | None = None, share: bool = False) -> dict[str, dict[str, Any]]:
@@ -294,19 +291,25 @@ class SlurmHost(Host):
         result = await self.run(["sh", "-c", ARRAY, "sh", "\n".join(words), "share" if share else "",
                                  *(jobs.job_dir(jobs_dir, label) for label in labels)])
         if not result.ok:
-            why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.exit_status}"
-            raise jobs.LaunchRefused(f"{self.name}: {why}")
+            raise jobs.LaunchRefused(f"{self.name}: {result.why}")
         base = result.stdout.split()[-1]
-        partition = next((w.split("=", 1)[1] for w in words if w.startswith("--partition=")), None)
-        line = shlex.join(["sbatch", *words, "array.sh"])
-        return {label: {"job_id": f"{base}_{i}", "array": base, "partition": partition, "state": "PENDING",
-                        "sbatch": line} for i, label in enumerate(labels)}
+        return {label: {**self._submitted(f"{base}_{i}", request, words, "array.sh"), "array": base}
+                for i, label in enumerate(labels)}
+
+    def partition(self, request: jobs.Request) -> str | None:
+        """The partition a job goes to: the one asked, else the config's first (None: Slurm's default)."""
+        return request.partition or (self.options.partitions[0] if self.options.partitions else None)
+
+    def _submitted(self, job_id: str, request: jobs.Request, words: Sequence[str], script: str) -> dict[str, Any]:
+        """What a record keeps of a job just submitted with the sbatch options ``words``."""
+        return {"job_id": job_id, "partition": self.partition(request), "state": "PENDING",
+                "sbatch": shlex.join(["sbatch", *words, script])}
 
     def sbatch_options(self, label: str, request: jobs.Request) -> list[str]:
         """The sbatch options for a job: its name, what it needs, the host's config."""
         o, needs = self.options, request.needs
         words = [f"--job-name=simtui-{label}", "--export=ALL"]
-        partition = request.partition or (o.partitions[0] if o.partitions else None)
+        partition = self.partition(request)
         if partition:
             words.append(f"--partition={partition}")
         words += [f"--{key}={value}" for key, value in (("account", o.account), ("qos", o.qos)) if value]
