@@ -528,6 +528,10 @@ def finish(record: Record) -> None:
 @click.option("--time", "time_limit", metavar="LIMIT", help="A time limit where the host has a scheduler (1:00:00).")
 @click.option("--image", metavar="IMAGE",
               help="Run it inside this container image (podman, docker or apptainer on the host).")
+@click.option("--provider", metavar="PROVIDER",
+              help="Make a machine for it with this [[providers]] entry; this project is synced there, its "
+                   "outputs pulled here, the machine destroyed at the end.")
+@click.option("--size", metavar="SIZE", help="The size of the machine --provider makes (default: the provider's).")
 @click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag for the record (repeatable).")
 @click.option("--reason", "-r", metavar="TEXT", help="Why this run: kept in the record.")
 @click.option("--params", "params_file", metavar="FILE", help="Parameters from a JSON, YAML or TOML file.")
@@ -545,8 +549,8 @@ def finish(record: Record) -> None:
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARG]...")
 @pass_obj
 def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None,
-        gpu_mem: str | None, disk: str | None, time_limit: str | None, image: str | None, tags: tuple[str, ...],
-        reason: str | None,
+        gpu_mem: str | None, disk: str | None, time_limit: str | None, image: str | None, provider: str | None,
+        size: str | None, tags: tuple[str, ...], reason: str | None,
         params_file: str | None, param_args: tuple[str, ...], workdir: str | None,
         inputs: tuple[str, ...], outputs_dir: str | None, require_clean: bool, sync_first: bool,
         after: str | None, follow: bool, as_json: bool, command: tuple[str, ...]) -> None:
@@ -561,6 +565,15 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     from simtui.params import load_params, params_format, parse_param_args
 
     needs = parse_needs(cpus, mem, gpus, gpu_mem, disk)
+    if provider:
+        if host:
+            raise UsageError("give --host or --provider, not both: --provider makes a machine for the job")
+        if after:
+            raise UsageError("--after cannot wait with --provider: a machine is made at once "
+                             "(start it once the other job has succeeded)")
+        sync_first = not workdir  # a new machine has nothing of the project: it is synced there
+    elif size:
+        raise UsageError("--size is the size of the machine --provider makes: give --provider too")
     if sync_first and workdir:
         raise UsageError("give --sync or --workdir, not both: a synced job runs in its own copy of the project")
     params = load_params(params_file) if params_file else {}
@@ -573,9 +586,11 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
                    params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
                    require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
-                   sync=sync_first, project_root=project_root, time=time_limit, image=image)
+                   sync=sync_first, project_root=project_root, time=time_limit, image=image, provider=provider,
+                   size=size)
     progress = ProgressLine("sync", forced=False)
-    launch(obj, lambda client: client.submit(spec, progress), follow, as_json, progress)
+    stage = (lambda text: click.echo(f"simtui: {text}", err=True)) if provider else None
+    launch(obj, lambda client: client.submit(spec, progress, stage), follow, as_json, progress)
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
@@ -616,6 +631,35 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
     finally:
         progress.close()
     show_records(records, as_json, records[0].sweep or "")
+
+
+@main.command()
+@click.option("--all", "everything", is_flag=True, help="Also the machines destroyed already.")
+@click.option("--destroy", metavar="NAME", help="Destroy this machine now (a job still running there is lost).")
+@json_option
+@pass_obj
+def machines(obj: Obj, everything: bool, destroy: str | None, as_json: bool) -> None:
+    """Machines made for a job by a provider (run --provider) that are not destroyed
+    yet: their job, state, age and, where the provider has prices, the cost so far."""
+    from simtui.recordfmt import duration
+    from simtui.store import machines as made
+
+    if destroy:
+        machine = with_client(obj, lambda client: client.destroy_machine(destroy))
+        found = [machine]
+    else:
+        found = made.listed(open_store(), live=not everything)
+    now = time.time()
+    if as_json:
+        echo_json([{**m.to_dict(), "age": (m.destroyed or now) - m.created, "cost": m.cost(now)} for m in found])
+        return
+    if destroy:
+        click.echo(f"destroyed {destroy}")
+        return
+    rows = [(m.name, m.provider, m.size, m.state, m.label, m.address or "", duration((m.destroyed or now) - m.created),
+             "" if m.cost(now) is None else f"{m.cost(now):.4f}", one_line(m.error or "")) for m in found]
+    click.echo(table(["machine", "provider", "size", "state", "job", "address", "age", "cost", "error"], rows)
+               if rows else "no machines" + ("" if everything else " live (--all: those destroyed too)"))
 
 
 @main.command()

@@ -27,7 +27,7 @@ from typing import Any
 
 from simtui.config import config_identity, simtui_home
 from simtui.errors import SimtuiError, UsageError
-from simtui.model import ClusterJob, JobSpec, Needs, ProcessInfo, Record
+from simtui.model import ClusterJob, JobSpec, Machine, Needs, ProcessInfo, Record
 from simtui.server import protocol
 from simtui.server.protocol import PROTOCOL, ServerGone
 
@@ -248,17 +248,29 @@ class Client:
             await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
-    def _progress(progress: Progress | None) -> Callable[[dict[str, Any]], None] | None:
-        if progress is None:
+    def _progress(progress: Progress | None, stage: Callable[[str], None] | None = None,
+                  ) -> Callable[[dict[str, Any]], None] | None:
+        """The events of a request that reports bytes sent (``progress``) and what it
+        is doing (``stage``: a machine being made, say)."""
+        if progress is None and stage is None:
             return None
-        return lambda event: progress(*event["progress"]) if "progress" in event else None
+
+        def heard(event: dict[str, Any]) -> None:
+            if "progress" in event and progress is not None:
+                progress(*event["progress"])
+            elif "stage" in event and stage is not None:
+                stage(event["stage"])
+
+        return heard
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, progress: Progress | None = None) -> Record:
-        """Launch a job (``spec.cwd`` defaults to this process's directory)."""
+    async def submit(self, spec: JobSpec, progress: Progress | None = None,
+                     stage: Callable[[str], None] | None = None) -> Record:
+        """Launch a job (``spec.cwd`` defaults to this process's directory); ``stage``
+        hears each step of making its machine (run --provider)."""
         spec = spec if spec.cwd else dataclasses.replace(spec, cwd=os.getcwd())
-        return Record.from_dict(await self.request("submit", self._progress(progress), spec=spec.to_dict()))
+        return Record.from_dict(await self.request("submit", self._progress(progress, stage), spec=spec.to_dict()))
 
     async def run(self, command: str | Sequence[str], *, host: str | None = None, needs: Needs | None = None,
                   params: dict[str, Any] | None = None, params_file: str | None = None, sync: bool = False,
@@ -405,6 +417,10 @@ class Client:
     async def queue(self, host: str) -> list[ClusterJob]:
         """The user's jobs in a cluster's queue (squeue), simtui's or not."""
         return [ClusterJob(**job) for job in await self.request("queue", host=host)]
+
+    async def destroy_machine(self, name: str) -> Machine:
+        """Destroy a machine made for a job now; a job still running there is lost."""
+        return Machine.from_dict(await self.request("destroy_machine", name=name))
 
     async def cancel(self, host: str, job_id: str) -> Record | None:
         """Cancel one job of a cluster's queue: a simtui run is killed as ``kill``

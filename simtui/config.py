@@ -21,7 +21,7 @@ from typing import Any
 import platformdirs
 
 from simtui.errors import ConfigError, UsageError
-from simtui.model import LOCAL, HostKind, HostSpec, SlurmOptions
+from simtui.model import LOCAL, HostKind, HostSpec, ProviderSpec, SlurmOptions
 from simtui.secret import mask
 from simtui.units import parse_size
 
@@ -76,6 +76,14 @@ class Config:
     notify: Notify = field(default_factory=Notify)
     keys: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
+    providers: tuple[ProviderSpec, ...] = ()
+
+    def provider(self, name: str) -> ProviderSpec:
+        for spec in self.providers:
+            if spec.name == name:
+                return spec
+        known = ", ".join(p.name for p in self.providers) or "none; add a [[providers]] entry"
+        raise ConfigError(self.path, None, f"no provider named {name!r} (configured: {known})")
 
     def project_host(self, host: str | None) -> str:
         """The host a project command works on: the one named (it must be
@@ -242,6 +250,25 @@ def _container(value: Any) -> str:
     return value
 
 
+def _prices(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError(f'expected a table of prices per hour by size, like {{ small = 0.02 }}, got {_show(value)}')
+    for size, price in value.items():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
+            raise ValueError(f"expected a price per hour (a number, 0 or more) for size {size!r}, got {_show(price)}")
+    return {size: float(price) for size, price in value.items()}
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def _provider_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PROVIDER_NAME.match(value):
+        raise ValueError(f"expected lowercase letters, digits and '-', starting with a letter (it starts the "
+                         f"names of the machines it makes), got {_show(value)}")
+    return value
+
+
 def _gpu_flag(value: Any) -> str:
     if value not in ("gres", "gpus"):
         raise ValueError(f'expected "gres" (--gres=gpu:N) or "gpus" (--gpus=N), got {_show(value)}')
@@ -304,9 +331,31 @@ NOTIFY_KEYS: dict[str, Check] = {
     "urls": _strings, "on": _events, "route": _entries, "retries": _retries, "backoff": _positive,
     "attach": _boolean,
 }
+PROVIDER_KEYS: dict[str, Check] = {
+    "name": _provider_name,
+    "create": _string,
+    "destroy": _string,
+    "host_key": _string,
+    "size": _string,
+    "prices": _prices,
+    "os_image": _string,
+    "create_timeout": _duration,
+    "boot_timeout": _duration,
+    # how its machines are reached, and what they offer (as for [[hosts]])
+    "user": _string,
+    "port": _port,
+    "identity": _string,
+    "ssh_config": _string,
+    "jobs_dir": _string,
+    "cache_dir": _string,
+    "projects_dir": _string,
+    "tags": _strings,
+    "container": _container,
+    "share": _boolean,
+}
 ROUTE_KEYS: dict[str, Check] = {"url": _string, "tags": _strings, "on": _events}
 SERVER_KEYS: dict[str, Check] = {"idle": _duration}
-TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys", "server")
+TOP_KEYS = ("defaults", "hosts", "local", "notify", "keys", "server", "providers")
 
 
 def _table(file: str, where: str, data: Any, schema: dict[str, Check]) -> dict[str, Any]:
@@ -388,7 +437,37 @@ def parse_config(data: dict[str, Any], file: str) -> Config:
     keys_table = data.get("keys", {})
     keys = _table(file, "keys", keys_table, {k: _string for k in keys_table} if isinstance(keys_table, dict) else {})
     server = Server(**_table(file, "server", data.get("server", {}), SERVER_KEYS))
-    return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys, server=server)
+    providers = _providers(file, data.get("providers", []), inherited, seen)
+    return Config(path=file, defaults=defaults, hosts=tuple(hosts), notify=notify, keys=keys, server=server,
+                  providers=providers)
+
+
+PROVIDER_ONLY = ("name", "create", "destroy", "host_key", "size", "prices", "os_image", "create_timeout",
+                 "boot_timeout")
+
+
+def _providers(file: str, raw: Any, inherited: dict[str, Any], hosts: set[str]) -> tuple[ProviderSpec, ...]:
+    """``[[providers]]``: each a create and a destroy command, and how its machines are reached."""
+    if not isinstance(raw, list):
+        raise ConfigError(file, "providers", "expected [[providers]] entries (an array of tables)")
+    providers: list[ProviderSpec] = []
+    for i, entry in enumerate(raw):
+        values = _table(file, f"providers[{i}]", entry, PROVIDER_KEYS)
+        where = f"providers[{i}]" + (f" ({values['name']})" if "name" in values else "")
+        for key in ("name", "create", "destroy"):
+            if key not in values:
+                raise ConfigError(file, where, f'provider has no {key}; add {key} = "..."')
+        name = values["name"]
+        if name in hosts or any(p.name == name for p in providers):
+            raise ConfigError(file, f"{where}.name", f"{name!r} is taken by another host or provider")
+        prices = values.get("prices", {})
+        if prices and "size" in values and values["size"] not in prices:
+            raise ConfigError(file, f"{where}.size", f"{values['size']!r} has no price (prices: {', '.join(prices)})")
+        own = {key: values.pop(key) for key in PROVIDER_ONLY if key in values}
+        host = HostSpec(name=name, kind=HostKind.SSH, **{**inherited, "max_jobs": 1, **values,
+                                                           "tags": (*values.get("tags", ()), "machine")})
+        providers.append(ProviderSpec(host=host, **own))
+    return tuple(providers)
 
 
 def _notify(file: str, data: Any) -> Notify:

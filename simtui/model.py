@@ -96,6 +96,67 @@ class HostSpec:
 
 
 @dataclass(frozen=True)
+class ProviderSpec:
+    """``[[providers]]``: two commands that make and unmake a machine for one job
+    (any cloud CLI). ``host`` is what each machine it makes is reached with and
+    offers (its name, address, port and known_hosts come from the machine)."""
+
+    name: str
+    create: str  # a shell command; prints address=, host_key= (see simtui.engine.providers)
+    destroy: str
+    host: HostSpec
+    host_key: str | None = None  # a command that prints the machine's host key over a trusted channel
+    size: str | None = None  # the size when run gives no --size
+    prices: dict[str, float] = field(default_factory=dict)  # per hour, by size
+    os_image: str | None = None  # the machine's own image, passed to create
+    create_timeout: float = 600.0
+    boot_timeout: float = 300.0  # from create's end until SSH answers with the key it gave
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine made for one job (``label``), from its create until its destroy.
+
+    States: creating -> booting (SSH not answering yet) -> up -> gone; ``error``
+    keeps why the last destroy failed (it is tried again)."""
+
+    name: str
+    provider: str
+    size: str
+    label: str
+    created: float
+    state: str = "creating"
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    host_keys: tuple[str, ...] = ()  # "keytype base64", as the provider gave them
+    machine_id: str | None = None  # the provider's own id for it, when create printed one
+    price: float | None = None  # per hour
+    ready: float | None = None  # when SSH first answered
+    destroyed: float | None = None
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state != "gone"
+
+    def cost(self, now: float) -> float | None:
+        """What it cost until it was destroyed (or until ``now``), at its price per hour."""
+        if self.price is None:
+            return None
+        return round(self.price * ((self.destroyed or now) - self.created) / 3600, 6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Machine:
+        values = _known_fields(cls, data)
+        values["host_keys"] = tuple(values.get("host_keys") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class HostStatus:
     """The answer to "is this host reachable?" (``simtui hosts``)."""
 
@@ -340,6 +401,8 @@ class JobSpec:
     sweep: str | None = None  # the sweep it is a point of (simtui sweep)
     max_parallel: int | None = None  # at most this many runs of its sweep active at once
     image: str | None = None  # a container image to run it in (a rerun: the one that ran, by its id)
+    provider: str | None = None  # make a machine for it with this provider (then ``host`` is unused)
+    size: str | None = None  # the provider's size of that machine
     project: str | None = None  # the synced project it runs in (simtui run --sync)
     git: dict[str, Any] | None = None  # where the code came from, when not the workdir's own git
     venv: str | None = None  # a virtual environment on the host, first on the job's PATH
@@ -416,6 +479,8 @@ class Record:
     sweep: str | None = None  # the sweep it is a point of
     metrics: dict[str, float] | None = None  # the last value of each metric its log printed
     container: dict[str, Any] | None = None  # the image it ran in: engine, version, image, id, digest, pinned
+    # The machine made for it: provider, size, name, price, created, destroyed, cost, outputs (pulled here).
+    machine: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -99,6 +99,7 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         ])),
         ("Container", _pairs([(key, one_line(str(value))) for key, value in (r.container or {}).items()
                               if value not in (None, "")])),
+        ("Machine", _pairs(_machine(r.machine))),
         ("Scheduler", _pairs([(key.replace("_", " "), one_line(str(value)))
                               for key, value in (r.scheduler or {}).items() if value not in (None, "")])),
         ("Inputs", _files(r.inputs)),
@@ -110,6 +111,20 @@ def record_text(record: Record, events: Sequence[RecordEvent]) -> str:
         ("Git diff", _indent(plain(git["diff"]).rstrip("\n")) if git.get("diff") else []),
     ]
     return _sections(sections)
+
+
+def _machine(facts: dict[str, Any] | None) -> list[tuple[str, str | None]]:
+    """A record's machine made for it: provider, size, name, made and destroyed, cost, outputs."""
+    if not facts:
+        return []
+    price = facts.get("price_per_hour")
+    cost = facts.get("cost")
+    return [("provider", facts.get("provider")), ("size", facts.get("size")), ("name", facts.get("name")),
+            ("created", facts.get("created") and when(facts["created"])),
+            ("destroyed", when(facts["destroyed"]) if facts.get("destroyed") else "not yet"),
+            ("price", price is not None and f"{price:g}/hour" or None),
+            ("cost", cost is not None and f"{cost:.4f}" or None),
+            ("outputs here", facts.get("outputs")), ("left", facts.get("left") and one_line(facts["left"]))]
 
 
 def diff_text(diff: dict[str, Any]) -> str:

@@ -88,6 +88,7 @@ def make_lab(tmp_path_factory):
 # them): skipped otherwise, a failure under CI.
 
 import pwd  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -259,3 +260,66 @@ def podman_lab(tmp_path_factory):
     finally:
         Podman.clean(user.pw_name, since=started)  # the session's containers, not another's
         lab.close()
+
+
+# -- Machines made for a job ----------------------------------------------------------
+# A provider (tests/fixtures/loop_provider.py) whose create makes a new Unix user with
+# its own sshd and host key on a loopback address, and whose destroy takes both away.
+# Needs root (useradd): skipped otherwise, a failure under CI.
+
+LOOP_PROVIDER = Path(__file__).parent / "fixtures" / "loop_provider.py"
+
+
+@dataclass
+class LoopProvider:
+    """``.state`` (the provider's folder: one subfolder per live machine, calls.log),
+    ``.client_key``; ``.config(path, **provider_keys)`` writes a simtui config whose
+    provider "loop" (sizes small 0.5/h, big 2/h) passes ``env`` to its scripts."""
+
+    state: Path
+    client_key: Path
+
+    def command(self, which: str, **env: str) -> str:
+        settings = {"LOOP_STATE": str(self.state), "LOOP_CLIENT_KEY": f"{self.client_key}.pub", **env}
+        return " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items()) + \
+            f" {shlex.quote(sys.executable)} {shlex.quote(str(LOOP_PROVIDER))} {which}"
+
+    def config(self, path: Path, env: dict | None = None, **keys) -> Path:
+        provider = {"name": "loop", "create": self.command("create", **(env or {})),
+                    "destroy": self.command("destroy"), "host_key": self.command("host_key"),
+                    "size": "small", "prices": {"small": 0.5, "big": 2.0}, "identity": str(self.client_key),
+                    "ssh_config": str(self.state / "ssh_config"), "boot_timeout": 20, **keys}
+        provider = {key: value for key, value in provider.items() if value is not None}
+        path.write_text("[defaults]\ninterval = 0.2\nkill_grace = 2\n"
+                        + tomli_w.dumps({"local": {"enabled": False}, "providers": [provider]}))
+        return path
+
+    def live(self) -> list[str]:
+        """The machines whose files are still there."""
+        return sorted(p.name for p in self.state.iterdir() if p.is_dir())
+
+    def calls(self) -> list[str]:
+        log = self.state / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def loop_provider(tmp_path_factory):
+    need_sshd()
+    if not IS_ROOT:
+        message = "the loopback provider makes a Unix user per machine: it needs root"
+        if ON_CI:
+            pytest.fail(message + "; CI must run the machine tests", pytrace=False)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("provider")
+    os.chmod(root, 0o755)
+    state = root / "state"
+    state.mkdir()
+    (state / "ssh_config").write_text("")
+    from sshd import keygen
+
+    provider = LoopProvider(state, keygen(root / "client_key", "simtui-machines"))
+    yield provider
+    for name in provider.live():  # whatever a failing test left
+        subprocess.run(provider.command("destroy"), shell=True, env={**os.environ, "SIMTUI_MACHINE": name},
+                       check=False)

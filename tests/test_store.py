@@ -215,7 +215,7 @@ def v5_row(record: Record, *, ascii_json: bool = False) -> dict:
     escaped, with ``ascii_json``), its environment's package list inside it."""
     row = {}
     for name, value in record.to_dict().items():
-        if name in ("scheduler", "sweep", "metrics", "container"):  # schemas 7 to 9
+        if name in ("scheduler", "sweep", "metrics", "container", "machine"):  # schemas 7 to 10
             continue
         if name in JSON_COLUMNS and value is not None:
             value = json.dumps(value, ensure_ascii=ascii_json, separators=(",", ":"))

@@ -21,15 +21,17 @@ from typing import Any
 from simtui.config import Config
 from simtui.engine.metrics import AT_ONCE, MetricsIngest
 from simtui.engine.notify import Notifier
+from simtui.engine.machines import Machines
 from simtui.engine.pool import HostPool
 from simtui.engine.sampler import probe_hosts
 from simtui.engine import outputs, runs
-from simtui.errors import FileFault, HostDisconnected, HostError, LaunchError, SimtuiError, UsageError
+from simtui.errors import ConfigError, FileFault, HostDisconnected, HostError, LaunchError, SimtuiError, UsageError
 from simtui.hosts import Host, containers, host_class
 from simtui.hosts import jobs as remote
 from simtui.hosts.base import home_relative
+from simtui.hosts.local import this_machine
 from simtui.hosts.probe import forget_agent, install_agent
-from simtui.model import LOCAL, SWEEP_PREFIX, JobSpec, JobState, Needs, Placement, Record
+from simtui.model import LOCAL, SWEEP_PREFIX, HostSpec, JobSpec, JobState, Needs, Placement, Record
 from simtui.provenance import make_label
 from simtui.secret import mask
 from simtui.store.logs import LocalLog
@@ -48,7 +50,8 @@ class Engine:
     def __init__(self, config: Config, store: Store, pool: HostPool | None = None) -> None:
         self.config = config
         self.store = store
-        self.pool = pool or HostPool(config)
+        self.machines = Machines(self)
+        self.pool = pool or HostPool(config, self.host_spec)
         self.notifier = Notifier(config, store, hosts=self.pool.get)
         self.on_change: Callable[[Record], None] | None = None  # hears every record the engine writes
         self.probe = probe_hosts  # samples for placement: (specs, timeout) -> ProbeResults
@@ -63,6 +66,7 @@ class Engine:
         task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
+        await self.machines.close()
         if self.tasks:  # a flood's metrics: bounded, the log they come from is kept anyway
             await asyncio.wait(self.tasks, timeout=60)
         await self.notifier.drain()  # sends in flight, bounded: a slow receiver delays exit a little
@@ -81,13 +85,17 @@ class Engine:
     # -- submit ----------------------------------------------------------------
 
     async def submit(self, spec: JobSpec, *, repeat_of: str | None = None,
-                     progress: Callable[[int, int], None] | None = None, array: bool = False) -> Record:
+                     progress: Callable[[int, int], None] | None = None, array: bool = False,
+                     stage: Callable[[str], None] | None = None) -> Record:
         """Record the job and start it, unless it waits (``after``, ``max_jobs``).
 
         A ``sync`` spec syncs its project to the chosen host first (``progress``
         hears of the bytes sent) and runs in a copy of the synced tree; a spec
         with a ``tree`` (a rerun) runs in a copy of that tree (see engine.runs).
-        A launch that fails leaves the record failed and raises LaunchError."""
+        A launch that fails leaves the record failed and raises LaunchError. A
+        spec with a ``provider`` runs on a machine made for it (engine.machines)."""
+        if spec.provider:
+            return await self.machines.submit(spec, repeat_of, progress, stage)
         if spec.after:
             spec = replace(spec, after=self.store.resolve(spec.after))
         host, why = await self._choose_host(spec)
@@ -137,7 +145,7 @@ class Engine:
     def _chains(self, host: str, after: str) -> bool:
         """Whether a job on ``host`` can wait for ``after`` in the host's own queue."""
         dep = self.store.get(after)
-        return not dep.state.finished and host_class(self.config.host(host)).chains_after(host, dep)
+        return not dep.state.finished and host_class(self.host_spec(host)).chains_after(host, dep)
 
     async def _choose_host(self, spec: JobSpec) -> tuple[str, str | None]:
         if spec.host:
@@ -247,7 +255,7 @@ class Engine:
         return [await self.rerun(r.label, progress=progress) for r in chosen]
 
     def _has_slot(self, host: str) -> bool:
-        limit = self.config.host(host).max_jobs
+        limit = self.host_spec(host).max_jobs
         if limit is None:
             return True
         return len(self.active(host)) < limit
@@ -345,6 +353,16 @@ class Engine:
                               record.outputs_dir or ".")
 
     # -- keep records current --------------------------------------------------
+
+    def host_spec(self, name: str) -> HostSpec:
+        """A configured host's spec, or a live machine's (made for a job)."""
+        try:
+            return self.config.host(name)
+        except ConfigError:
+            spec = self.machines.spec(name)
+            if spec is None:
+                raise
+            return spec
 
     async def host(self, name: str) -> Host:
         """The host's connection; a new connection first brings its records up to date."""
@@ -754,8 +772,9 @@ class Engine:
             spec = replace(spec, workdir=old.workdir)
         if old.container:  # the image that ran, by its id: never a tag that may have moved
             spec = replace(spec, image=old.container["pinned"])
-        spec = replace(spec, host=host or spec.host or (None if old.needs else old.host), after=None, placement=None,
-                       params=old.params)
+        if host or not spec.provider:  # else a new machine is made for it
+            spec = replace(spec, host=host or spec.host or (None if old.needs else old.host), provider=None)
+        spec = replace(spec, after=None, placement=None, params=old.params)
         return await self.submit(spec, repeat_of=old.label, progress=progress)
 
     def keep_verdict(self, original: Record, rerun: Record) -> tuple[Record, dict[str, Any]]:
@@ -768,7 +787,14 @@ class Engine:
         """The record's outputs and what its host holds of them now; with ``pull_to``,
         fetched there and checked."""
         record = self.store.get(label)
-        host = await self.host(record.host)
+        if record.machine and record.machine.get("destroyed"):  # what was brought here before it went
+            if not record.machine.get("outputs"):
+                raise UsageError(f"{record.label} ran on machine {record.host}, destroyed without its outputs "
+                                 f"pulled: {record.machine.get('left') or 'it made none'}")
+            record = replace(record, outputs_root=record.machine["outputs"])
+            host: Host = this_machine()
+        else:
+            host = await self.host(record.host)
         if pull_to is None:
             return record, await outputs.check(host, record)
         return record, await outputs.pull(host, record, pull_to)
@@ -793,7 +819,7 @@ class Engine:
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
-            if record.host_queued:  # in its host's own queue already
+            if record.host_queued or record.machine is not None:  # in its host's own queue, or its machine's making
                 continue
             if record.after:
                 dep = self.store.get(record.after)
@@ -811,7 +837,7 @@ class Engine:
                 await self.host(record.host)  # before the record says starting: a host that is down keeps it queued
             except HostError:
                 continue
-            if self.config.host(record.host).max_jobs is not None and record.host not in reconciled:
+            if self.host_spec(record.host).max_jobs is not None and record.host not in reconciled:
                 reconciled.add(record.host)  # a slot may have freed since anyone looked
                 with contextlib.suppress(HostError):
                     await self.reconcile(record.host)

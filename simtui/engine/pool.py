@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+from collections.abc import Callable
+
 from simtui.config import Config
 from simtui.hosts import Host, open_host
+from simtui.model import HostSpec
 
 
 class HostPool:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, specs: Callable[[str], HostSpec] | None = None) -> None:
         self.config = config
+        self.specs = specs or config.host  # a host's spec by name (the engine's also knows machines)
         self._hosts: dict[str, Host] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -20,7 +24,7 @@ class HostPool:
         async with lock:
             host = self._hosts.get(name)
             if host is None:
-                host = open_host(self.config.host(name), timeout=self.config.defaults.timeout)
+                host = open_host(self.specs(name), timeout=self.config.defaults.timeout)
                 self._hosts[name] = host
             if not host.connected:
                 await host.connect()

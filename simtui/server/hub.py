@@ -55,8 +55,8 @@ class Hub:
         self.engine.on_change = self._changed
         self.engine.notifier.report = lambda outcome: self.notice(f"notify {outcome}")
         self.engine.probe = self.fresh_samples
-        self.engine.reachable = lambda name: self.views[name].state is not HostState.DOWN
-        self.engine.poll_soon = lambda name: self.host_wake[name].set()
+        self.engine.reachable = lambda name: name not in self.views or self.views[name].state is not HostState.DOWN
+        self.engine.poll_soon = lambda name: self.host_wake[name].set() if name in self.host_wake else None
         self.interval = config.defaults.interval
         self.views: dict[str, ProbeResult] = {
             h.name: ProbeResult(h, None, None, HostState.CONNECTING) for h in config.hosts}
@@ -65,6 +65,7 @@ class Hub:
         self.logs: dict[str, Topic] = {}  # label -> bytes, then the finished Record
         self.followers: dict[str, asyncio.Task] = {}
         self.wake = asyncio.Event()  # the queue loop looks again now
+        self.machines_wake = asyncio.Event()  # the machines loop looks again now (a job ended)
         self.host_wake = {h.name: asyncio.Event() for h in config.hosts}
         self.sampling_until = 0.0  # monotonic: placement wants samples until then
         self.clients = 0
@@ -76,6 +77,7 @@ class Hub:
     async def run(self, idle: float) -> None:
         tasks = [asyncio.create_task(self._host_loop(spec), name=f"host {spec.name}") for spec in self.config.hosts]
         tasks += [asyncio.create_task(self._queue_loop(), name="queue"),
+                  asyncio.create_task(self._machines_loop(), name="machines"),
                   asyncio.create_task(self._idle_loop(idle), name="idle")]
         try:
             await self.stopping.wait()
@@ -197,6 +199,8 @@ class Hub:
         self.jobs.publish({"record": record.to_dict()})
         if record.state.finished or record.state is JobState.RUNNING:
             self.wake.set()
+        if record.state.finished and record.machine is not None:
+            self.machines_wake.set()
 
     async def _queue_loop(self) -> None:
         """Start what may start, and give every running job its follower: each
@@ -220,6 +224,20 @@ class Hub:
                 await asyncio.sleep(RETRY)
             await self._nap(self.wake, self.interval)
 
+    async def _machines_loop(self) -> None:
+        """Machines made for a job: each one whose job ended is seen out and
+        destroyed, each interval and at once when such a job ends (a machine that
+        cannot be reached holds up this loop alone, never the queue)."""
+        while True:
+            try:
+                await self.engine.machines.tend()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a loop never dies
+                log.exception("machines loop")
+                self.notice(f"machines: {err}")
+            await self._nap(self.machines_wake, self.interval)
+
     async def _follow(self, label: str) -> None:
         """The one follower of a job: local copy, log_tail, compression; its bytes go
         to whoever subscribed to its log."""
@@ -239,7 +257,7 @@ class Hub:
             self.wake.set()
 
     def active_work(self) -> bool:
-        return (bool(self.engine.active()) or bool(self.engine.tasks)
+        return (bool(self.engine.active()) or bool(self.engine.tasks) or bool(self.engine.machines.live())
                 or next(self.store.find(state=JobState.QUEUED, limit=1), None) is not None)
 
     async def _idle_loop(self, idle: float) -> None:

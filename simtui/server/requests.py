@@ -65,6 +65,11 @@ class Requests:
 
         return progress
 
+    @staticmethod
+    def _stage(event: Event) -> Callable[[str], None]:
+        """A callback that tells the client what its request is doing now."""
+        return lambda text: asyncio.ensure_future(event({"stage": text})) and None
+
     def _done(self, record: Record) -> dict[str, Any]:
         self.hub.wake.set()
         return record.to_dict()
@@ -73,7 +78,7 @@ class Requests:
     # (shielded): a record is never left half-written by a client's Ctrl-C.
 
     async def op_submit(self, event: Event, spec: dict[str, Any]) -> dict[str, Any]:
-        launch = self.engine.submit(JobSpec.from_dict(spec), progress=self._progress(event))
+        launch = self.engine.submit(JobSpec.from_dict(spec), progress=self._progress(event), stage=self._stage(event))
         return self._done(await asyncio.shield(launch))
 
     async def op_rerun(self, event: Event, label: str, host: str | None = None) -> dict[str, Any]:
@@ -219,6 +224,12 @@ class Requests:
                         return (await asyncio.shield(self.engine.kill(record.label))).to_dict()
         await on.cancel(job_id)
         return None
+
+    async def op_destroy_machine(self, event: Event, name: str) -> dict[str, Any]:
+        """Destroy a machine made for a job now, whatever its job does (it is lost)."""
+        machine = await asyncio.shield(self.engine.machines.destroy_now(name))
+        self.hub.wake.set()
+        return machine.to_dict()
 
     def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
         project = Project(Path(project_root)) if project_root else find_project()

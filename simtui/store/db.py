@@ -513,6 +513,17 @@ def _v9_container(db: Database) -> None:
     db["records"].add_column("container", str)
 
 
+def _v10_machines(db: Database) -> None:
+    """Machines made for a job (a provider's create until its destroy), and what the
+    record keeps of its own: provider, size, price, when it was made and destroyed, cost."""
+    db["records"].add_column("machine", str)
+    db.conn.execute("create table machines (name text primary key, provider text not null, size text not null, "
+                    "label text not null, created real not null, state text not null, address text, port integer, "
+                    "user text, host_keys text, machine_id text, price real, ready real, destroyed real, "
+                    "error text)")
+    db.conn.execute("create index machines_live on machines (state) where state != 'gone'")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_tables, _v2_search, _v3_notifications, _v4_venv,
                                                 _v5_run_contract, _v6_json_as_exported, _v7_scheduler,
-                                                _v8_sweeps_and_metrics, _v9_container]
+                                                _v8_sweeps_and_metrics, _v9_container, _v10_machines]

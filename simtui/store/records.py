@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 JSON_COLUMNS = frozenset({"argv", "tags", "params", "git", "environment", "inputs", "outputs", "needs", "spec",
-                          "params_file", "reproduction", "scheduler", "metrics", "container"})
+                          "params_file", "reproduction", "scheduler", "metrics", "container",
+                          "machine"})
 UPDATABLE = frozenset(COLUMNS) - {"label", "created", "updated"}
 MAX_CANDIDATES = 10
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
