@@ -94,9 +94,15 @@ class Hub:
         self.jobs.publish({"notice": text})
 
     async def _nap(self, event: asyncio.Event, seconds: float) -> None:
+        """Until ``event`` or ``seconds``. Every loop naps here, so once the server is
+        stopping each ends here too, even where a cancel that came as the event was
+        set got lost on the way (asyncio.wait_for may drop it)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         event.clear()
+        if self.stopping.is_set():
+            raise asyncio.CancelledError
 
     # -- hosts -------------------------------------------------------------------------
 
