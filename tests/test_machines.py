@@ -5,6 +5,7 @@ at the end, whatever the job's end."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -233,3 +234,41 @@ def test_bad_provider_input_is_one_line_and_exit_2(loop_provider, project, tmp_p
     proc = simtui("run", "--provider", "x", "--", "true", config=bad, cwd=project)
     assert proc.returncode == 2 and "providers[0] (x): provider has no destroy" in proc.stderr
     assert json.loads(simtui("machines", "--json", config=config).stdout) == []
+
+
+async def test_the_dashboard_shows_a_machine_while_it_lives(loop_provider, project, tmp_path):
+    """A row from its create (what it is doing) until its destroy, sampled while up
+    like any host, never offered by the new-job form, gone once destroyed."""
+    from textual.widgets import OptionList
+    from uikit import until
+
+    from simtui.config import load_config
+    from simtui.model import JobSpec
+    from simtui.ui.app import SimtuiApp
+    from simtui.ui.widgets.hosts import HostsPanel
+
+    hold = tmp_path / "hold"
+    config = loop_provider.config(tmp_path / "config.toml", env={"LOOP_HOLD": str(hold)})
+    app = SimtuiApp(load_config(str(config)))
+
+    def rows(panel: OptionList) -> dict[str, str]:
+        return {o.id: str(o.prompt) for o in (panel.get_option_at_index(i) for i in range(panel.option_count))}
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.dashboard.query_one(HostsPanel)
+        await app.connect()
+        spec = JobSpec(argv=("sh", "-c", 'echo up; while [ ! -e "$HOME/release" ]; do sleep 0.1; done'),
+                       provider="loop", sync=True, project_root=str(project), cwd=str(project))
+        submit = asyncio.ensure_future(app.client.submit(spec))
+        name = await until(pilot, lambda: next(iter(loop_provider.live()), None), timeout=30, what="the create")
+        await until(pilot, lambda: "creating (loop, small)" in rows(panel).get(name, ""), timeout=30,
+                    what="the machine's row while it is made")
+        hold.touch()
+        record = await submit
+        await until(pilot, lambda: " up " in rows(panel).get(name, "") and "CPU" in rows(panel)[name], timeout=30,
+                    what="the machine sampled like any host")
+        assert name not in [v.name for v in app.hosts.values() if not v.machine]
+        Path(pwd.getpwnam(made_user(loop_provider, name)).pw_dir, "release").touch()
+        await until(pilot, lambda: name not in rows(panel), timeout=60, what="the row gone with the machine")
+        assert name not in app.hosts and name not in loop_provider.live()
+        assert app.store.get(record.label).machine["destroyed"]

@@ -55,6 +55,7 @@ class Machines:
         self.config = engine.config
         self.making: dict[str, asyncio.Task] = {}  # by machine name: its create, boot, sync and launch
         self._retry_at: dict[str, float] = {}  # monotonic: a failed destroy is not tried again before then
+        self.on_destroy: Callable[[str], None] | None = None  # hears of a machine just before its destroy
 
     # -- a machine as a host --------------------------------------------------------
 
@@ -279,6 +280,8 @@ class Machines:
                 raise providers.ProviderError(f"provider {machine.provider} is no longer configured: "
                                               "cannot destroy its machine (configure it again)")
             table.update(self.store, machine.name, state="destroying" if machine.state == "up" else machine.state)
+            if self.on_destroy is not None:
+                self.on_destroy(machine.name)
             await providers.run(provider, "destroy", providers.environment(provider, machine),
                                 provider.create_timeout)
         except providers.ProviderError as err:

@@ -66,6 +66,8 @@ class Hub:
         self.followers: dict[str, asyncio.Task] = {}
         self.wake = asyncio.Event()  # the queue loop looks again now
         self.machines_wake = asyncio.Event()  # the machines loop looks again now (a job ended)
+        self.machine_loops: dict[str, asyncio.Task] = {}  # a live machine's host loop, by name
+        self.engine.machines.on_destroy = self._machine_going
         self.host_wake = {h.name: asyncio.Event() for h in config.hosts}
         self.sampling_until = 0.0  # monotonic: placement wants samples until then
         self.clients = 0
@@ -110,15 +112,16 @@ class Hub:
         return bool(self.hosts.queues) or time.monotonic() < self.sampling_until
 
     def _view(self, result: ProbeResult) -> None:
-        old = self.views[result.spec.name]
-        if result.sample is None and result.state is HostState.UP and old.sample is not None:
+        old = self.views.get(result.spec.name)
+        if result.sample is None and result.state is HostState.UP and old is not None and old.sample is not None:
             result = ProbeResult(result.spec, old.sample, old.facts, result.state, result.reason)
         self.views[result.spec.name] = result
         self.hosts.publish(result)
 
-    async def _host_loop(self, spec: HostSpec) -> None:
+    async def _host_loop(self, spec: HostSpec, tell: bool = True) -> None:
         """Keep the host's one connection: up, down (retried with a capped backoff),
-        samples while someone wants them, its active jobs reconciled each interval."""
+        samples while someone wants them, its active jobs reconciled each interval.
+        A host going down or up is notified (``tell``; not for a machine made for a job)."""
         name, delay = spec.name, RETRY
         timeout = self.config.defaults.timeout
         while True:
@@ -129,13 +132,15 @@ class Hub:
                 except (HostError, TimeoutError) as err:
                     reason = failure_reason(err, timeout)
                     self._view(ProbeResult(spec, None, None, HostState.DOWN, reason))
-                    self.engine.notifier.host_state(name, HostState.DOWN, reason)
+                    if tell:
+                        self.engine.notifier.host_state(name, HostState.DOWN, reason)
                     await self.engine.pool.drop(name)
                     await self._nap(self.host_wake[name], delay)
                     delay = min(2 * delay, RETRY_MAX)
                     continue
                 delay = RETRY
-                self.engine.notifier.host_state(name, HostState.UP)
+                if tell:
+                    self.engine.notifier.host_state(name, HostState.UP)
                 self._view(ProbeResult(spec, None, None, HostState.UP))
                 await self._while_up(spec, host)
                 await self.engine.pool.drop(name)
@@ -234,15 +239,60 @@ class Hub:
         """Machines made for a job: each one whose job ended is seen out and
         destroyed, each interval and at once when such a job ends (a machine that
         cannot be reached holds up this loop alone, never the queue)."""
-        while True:
-            try:
-                await self.engine.machines.tend()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # noqa: BLE001 - a loop never dies
-                log.exception("machines loop")
-                self.notice(f"machines: {err}")
-            await self._nap(self.machines_wake, self.interval)
+        try:
+            while True:
+                try:
+                    await self.engine.machines.tend()
+                    self._machine_views()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - a loop never dies
+                    log.exception("machines loop")
+                    self.notice(f"machines: {err}")
+                await self._nap(self.machines_wake, self.interval)
+        finally:
+            for task in self.machine_loops.values():
+                task.cancel()
+            await asyncio.gather(*self.machine_loops.values(), return_exceptions=True)
+
+    def _machine_views(self) -> None:
+        """Live machines as hosts: one that is up has a host loop (its samples),
+        one being made a view that says so; a destroyed one is forgotten."""
+        live = {m.name: m for m in self.engine.machines.live()}
+        configured = {h.name for h in self.config.hosts}
+        for name in [name for name in self.views if name not in configured and name not in live]:
+            self._forget(name)
+        for machine in live.values():
+            if machine.state == "up" and machine.name not in self.machine_loops:
+                spec = self.engine.host_spec(machine.name)
+                self.views.setdefault(machine.name, ProbeResult(spec, None, None, HostState.CONNECTING))
+                self.host_wake[machine.name] = asyncio.Event()
+                self.machine_loops[machine.name] = asyncio.create_task(
+                    self._host_loop(spec, tell=False), name=f"machine {machine.name}")
+            elif machine.state != "up" and machine.name not in self.machine_loops:
+                reason = f"{machine.state} ({machine.provider}, {machine.size})"
+                old = self.views.get(machine.name)
+                if old is None or old.reason != reason:
+                    self._view(ProbeResult(HostSpec(machine.name, address=machine.address, tags=("machine",)),
+                                           None, None, HostState.CONNECTING, reason))
+
+    def _machine_going(self, name: str) -> None:
+        """A machine is about to be destroyed: its host loop ends first (so it never
+        looks down), its view says why."""
+        task = self.machine_loops.pop(name, None)
+        if task is not None:
+            task.cancel()
+        if name in self.views:
+            self._view(ProbeResult(self.views[name].spec, None, None, HostState.CONNECTING, "destroying"))
+
+    def _forget(self, name: str) -> None:
+        """A destroyed machine's view goes; subscribers hear it is gone."""
+        self.views.pop(name, None)
+        self.host_wake.pop(name, None)
+        task = self.machine_loops.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self.hosts.publish({"host": name, "gone": True})
 
     async def _follow(self, label: str) -> None:
         """The one follower of a job: local copy, log_tail, compression; its bytes go

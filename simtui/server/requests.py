@@ -193,8 +193,9 @@ class Requests:
                 wake.set()  # sampling starts now
             for view in list(self.hub.views.values()):
                 await event(view.to_dict())
-            while True:
-                await event((await queue.get()).to_dict())
+            while True:  # a view, or {"host": NAME, "gone": True} for a machine destroyed
+                item = await queue.get()
+                await event(item if isinstance(item, dict) else item.to_dict())
 
     async def op_jobs(self, event: Event) -> None:
         """Each record the server writes, and its notices."""

@@ -29,8 +29,8 @@ from textual.worker import Worker
 
 from simtui.client import Client
 from simtui.config import EMBEDDED, Config
-from simtui.errors import SimtuiError
-from simtui.model import JobState, ProbeResult, Record
+from simtui.errors import ConfigError, SimtuiError
+from simtui.model import HostSpec, JobState, ProbeResult, Record
 from simtui.server.protocol import ServerGone
 from simtui.store import Store
 from simtui.ui.screens.base import BackScreen
@@ -61,6 +61,14 @@ class HostUpdated(Message):
     def __init__(self, result: ProbeResult) -> None:
         super().__init__()
         self.result = result
+
+
+class HostGone(Message):
+    """A machine made for a job was destroyed: its row goes."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
 
 class JobsUpdated(Message):
@@ -261,7 +269,16 @@ class SimtuiApp(App[None]):
                 delay = min(2 * delay, RETRY_MAX)
 
     def _host_event(self, view: dict[str, Any]) -> None:
-        self.post_message(HostUpdated(ProbeResult.from_dict(view, self.config.host(view["host"]))))
+        """A host's view; a machine made for a job is known by what the view says."""
+        name = view["host"]
+        if view.get("gone"):
+            self.post_message(HostGone(name))
+            return
+        try:
+            spec = self.config.host(name)
+        except ConfigError:
+            spec = HostSpec(name, address=view.get("address"), tags=("machine",))
+        self.post_message(HostUpdated(ProbeResult.from_dict(view, spec)))
 
     def _job_event(self, event: dict[str, Any]) -> None:
         """A record the server wrote, a notice of its loops, or (first) the stream's start."""
@@ -292,7 +309,11 @@ class SimtuiApp(App[None]):
     # -- messages ------------------------------------------------------------------
 
     def on_host_updated(self, message: HostUpdated) -> None:
-        view = self.hosts[message.result.spec.name]
+        view = self.hosts.get(message.result.spec.name)
+        if view is None:  # a machine made for a job
+            view = self.hosts[message.result.spec.name] = HostView(message.result.spec)
+        elif view.machine:
+            view.spec = message.result.spec  # its address comes once it is up
         if view.update(message.result):
             reason = f": {view.reason}" if view.reason else ""
             self.notify(f"{view.name} is down{reason}", title="host down", severity="warning")
@@ -300,6 +321,10 @@ class SimtuiApp(App[None]):
         for screen in self.screen_stack[-1:]:  # none while quitting
             if isinstance(screen, NewJobScreen):
                 screen.refresh_hosts()
+
+    def on_host_gone(self, message: HostGone) -> None:
+        if self.hosts.pop(message.name, None) is not None:
+            self.dashboard.forget_host(message.name)
 
     def on_jobs_updated(self, message: JobsUpdated) -> None:
         before, self.records = self.records, {r.label: r for r in message.records}

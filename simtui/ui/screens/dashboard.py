@@ -84,6 +84,10 @@ class DashboardScreen(Screen):
         for panel in self.query(HostsPanel):
             panel.show(view)
 
+    def forget_host(self, name: str) -> None:
+        for panel in self.query(HostsPanel):
+            panel.forget(name)
+
     def show_jobs(self, records: Iterable[Record]) -> None:
         for table in self.query(JobsTable):
             table.show(records)
@@ -138,7 +142,7 @@ class DashboardScreen(Screen):
             if spec is not None:
                 self.app.act(self.app.client.submit(spec), select=True)
 
-        self.app.push_screen(NewJobScreen(self.app.hosts.values()), submit)
+        self.app.push_screen(NewJobScreen([v for v in self.app.hosts.values() if not v.machine]), submit)
 
     def action_kill(self) -> None:
         record = self._selected()

@@ -69,6 +69,11 @@ class HostView:
         return self.spec.name
 
     @property
+    def machine(self) -> bool:
+        """A machine made for a job (run --provider): it goes when its job ends."""
+        return "machine" in self.spec.tags
+
+    @property
     def partitions(self) -> tuple[Partition, ...]:
         """A cluster's partitions, as its latest sample has them (() for any other host)."""
         return self.sample.partitions if self.sample is not None else ()
@@ -270,6 +275,10 @@ class HostsPanel(OptionList):
             return
         for option_id, partition in rows:
             self.replace_option_prompt(option_id, view.row_text(partition, self.name_width))
+
+    def forget(self, name: str) -> None:
+        if self.views.pop(name, None) is not None:
+            self._rebuild()
 
     def _rebuild(self) -> None:
         """Every row again, the highlight kept on its row, else on its host's first."""
