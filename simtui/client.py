@@ -276,20 +276,24 @@ class Client:
                   params: dict[str, Any] | None = None, params_file: str | None = None, sync: bool = False,
                   project: str | os.PathLike | None = None, tags: Sequence[str] = (), reason: str | None = None,
                   workdir: str | None = None, after: str | None = None, inputs: Sequence[str] = (),
-                  outputs_dir: str | None = None, progress: Progress | None = None) -> Record:
+                  outputs_dir: str | None = None, image: str | None = None, provider: str | None = None,
+                  size: str | None = None, progress: Progress | None = None) -> Record:
         """Launch a job, as `simtui run` does: ``command`` is an argv (a string is
-        split as a shell would); ``params`` override those of ``params_file``."""
+        split as a shell would); ``params`` override those of ``params_file``. With
+        ``provider`` it runs on a machine made for it (the project synced there
+        unless a ``workdir`` is given)."""
         from simtui.engine.project import find_project
         from simtui.params import load_params, params_format
 
         argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
         merged = load_params(params_file) if params_file else {}
         merged.update(params or {})
+        sync = sync or bool(provider and not workdir)
         root = str(Path(project).resolve()) if project else (str(find_project().root) if sync else None)
         spec = JobSpec(argv=argv, host=host, needs=needs or Needs(), workdir=workdir, tags=tuple(tags),
                        reason=reason, params=merged, after=after, inputs=tuple(inputs), outputs_dir=outputs_dir,
                        params_file=params_file, params_format=params_format(params_file), sync=sync,
-                       project_root=root)
+                       project_root=root, image=image, provider=provider, size=size)
         return await self.submit(spec, progress)
 
     async def kill(self, label: str) -> Record:

@@ -286,7 +286,7 @@ class LoopProvider:
 
     def config(self, path: Path, env: dict | None = None, **keys) -> Path:
         provider = {"name": "loop", "create": self.command("create", **(env or {})),
-                    "destroy": self.command("destroy"), "host_key": self.command("host_key"),
+                    "destroy": self.command("destroy", **(env or {})), "host_key": self.command("host_key"),
                     "size": "small", "prices": {"small": 0.5, "big": 2.0}, "identity": str(self.client_key),
                     "ssh_config": str(self.state / "ssh_config"), "boot_timeout": 20, **keys}
         provider = {key: value for key, value in provider.items() if value is not None}

@@ -44,6 +44,7 @@ def home(tmp_path):
                     metrics={"loss": 0.25, "acc": 0.875}),
         make_record("aa2200000000", tags=["sweep", "best"], params={"lr": 0.2, "seed": 7},
                     command="python train.py --lr 0.2", repeat_of="aa1100000000", reproduction=VERDICT,
+                    machine={"provider": "do", "size": "c-8", "cost": 0.0125, "price_per_hour": 0.25},
                     created=T0 + 60, started=T0 + 61, ended=T0 + 71, sweep=SWEEP, metrics={"loss": 0.5}),
         make_record("bb3300000000", host="zero", state=JobState.RUNNING, exit_code=None, command="python eval.py",
                     created=T0 + 120, started=None, ended=None, duration=None),
@@ -77,11 +78,13 @@ def test_flat_dicts_newest_first_with_every_column(home):
         "env.packages_sha256": Store.open(home / "records.db").get("aa11").environment["packages_sha256"],
         "outputs.count": 1, "peak_rss": 2**31, "peak_gpu_mem": 2**33, "repeat_of": None, "sweep": SWEEP,
         "reason": "baseline", "notes": "first try", "reproduced": None,
+        "machine.provider": None, "machine.size": None, "machine.cost": None,
         "params.lr": 0.1, "params.opt.name": "adam", "params.opt.betas": [0.9, 0.99],
         "metrics.loss": 0.25, "metrics.acc": 0.875,
     }
     assert datetime.fromisoformat(first["created"]) == datetime.fromtimestamp(T0, timezone.utc)
     assert second["repeat_of"] == "aa1100000000" and second["reproduced"] is True
+    assert (second["machine.provider"], second["machine.size"], second["machine.cost"]) == ("do", "c-8", 0.0125)
     assert {k: v for k, v in second.items() if k.startswith("params.")} == {"params.lr": 0.2, "params.seed": 7}
     assert {k: v for k, v in second.items() if k.startswith("metrics.")} == {"metrics.loss": 0.5}
     assert list(second)[-1] == "metrics.loss" and second["sweep"] == SWEEP and running["sweep"] is None
@@ -177,6 +180,7 @@ def test_a_dataframe_when_pandas_is_installed(home):
     assert df["git.dirty"].dtype == "boolean" and df["reproduced"].dtype == "boolean"
     assert df["git.dirty"].iloc[2] and df["reproduced"].iloc[1] and df["reproduced"].isna().iloc[2]
     assert df["duration"].dtype == "float64"
+    assert df["machine.cost"].dtype == "float64" and df["machine.cost"].iloc[1] == 0.0125  # what a sweep cost: .sum()
     assert list(df["tags"]) == [[], ["sweep", "best"], ["sweep"]]  # lists, not joined text
     assert df["params.lr"].dtype == "float64" and df["params.lr"].iloc[2] == 0.1 and df["params.lr"].isna().iloc[0]
     assert df["params.opt.betas"].iloc[2] == [0.9, 0.99] and df["params.seed"].iloc[1] == 7

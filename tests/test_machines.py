@@ -243,7 +243,6 @@ async def test_the_dashboard_shows_a_machine_while_it_lives(loop_provider, proje
     from uikit import until
 
     from simtui.config import load_config
-    from simtui.model import JobSpec
     from simtui.ui.app import SimtuiApp
     from simtui.ui.widgets.hosts import HostsPanel
 
@@ -257,9 +256,9 @@ async def test_the_dashboard_shows_a_machine_while_it_lives(loop_provider, proje
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.dashboard.query_one(HostsPanel)
         await app.connect()
-        spec = JobSpec(argv=("sh", "-c", 'echo up; while [ ! -e "$HOME/release" ]; do sleep 0.1; done'),
-                       provider="loop", sync=True, project_root=str(project), cwd=str(project))
-        submit = asyncio.ensure_future(app.client.submit(spec))
+        submit = asyncio.ensure_future(app.client.run(  # the library's way, as a script would
+            ["sh", "-c", 'echo up; while [ ! -e "$HOME/release" ]; do sleep 0.1; done'], provider="loop",
+            project=project))
         name = await until(pilot, lambda: next(iter(loop_provider.live()), None), timeout=30, what="the create")
         await until(pilot, lambda: "creating (loop, small)" in rows(panel).get(name, ""), timeout=30,
                     what="the machine's row while it is made")
@@ -272,3 +271,27 @@ async def test_the_dashboard_shows_a_machine_while_it_lives(loop_provider, proje
         await until(pilot, lambda: name not in rows(panel), timeout=60, what="the row gone with the machine")
         assert name not in app.hosts and name not in loop_provider.live()
         assert app.store.get(record.label).machine["destroyed"]
+
+
+def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kept(loop_provider, project, tmp_path):
+    refuse = tmp_path / "refuse"
+    config = loop_provider.config(tmp_path / "config.toml", env={"LOOP_DESTROY_FAIL": str(refuse)})
+    proc = simtui("run", "--provider", "loop", "--", "sleep", "300", config=config, cwd=project, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    label = proc.stdout.strip()
+    name = f"loop-{label}"
+    refuse.touch()
+    failed = simtui("machines", "--destroy", name, config=config)
+    assert failed.returncode == 1 and "destroy failed (exit 1): rate limited by the API" in failed.stderr
+    [machine] = simtui_json("machines", config=config)
+    assert machine["name"] == name and "rate limited" in machine["error"]  # still live, and why
+    assert "rate limited" in simtui("machines", config=config).stdout
+    assert name in loop_provider.live() and simtui_json("show", label, config=config)["state"] == "running"
+
+    refuse.unlink()
+    assert simtui("machines", "--destroy", name, config=config).returncode == 0
+    record = ended_and_gone(loop_provider, config, label)
+    assert record["state"] == "lost" and record["log_tail"] == "its machine was destroyed"
+    assert simtui_json("machines", config=config) == []
+    again = simtui("machines", "--destroy", name, config=config)
+    assert again.returncode == 2 and f"no live machine named '{name}'" in again.stderr

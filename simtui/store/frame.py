@@ -34,6 +34,7 @@ COLUMNS = (
     "git.commit", "git.branch", "git.dirty", "git.tree_sha256",
     "env.python", "env.hostname", "env.packages_sha256",
     "outputs.count", "peak_rss", "peak_gpu_mem", "repeat_of", "sweep", "reason", "notes", "reproduced",
+    "machine.provider", "machine.size", "machine.cost",
 )
 TIMES = ("created", "started", "ended")
 PARAMS = "params."
@@ -42,7 +43,7 @@ NO_PANDAS = "pandas is not installed (pip install pandas)"
 
 # DataFrame column types where pandas' guess would be worse (ints with a gap become floats)
 _DTYPES = {"exit_code": "Int64", "outputs.count": "Int64", "peak_rss": "Int64", "peak_gpu_mem": "Int64",
-           "duration": "float64", "git.dirty": "boolean", "reproduced": "boolean"}
+           "duration": "float64", "git.dirty": "boolean", "reproduced": "boolean", "machine.cost": "float64"}
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -65,7 +66,8 @@ PICKED = (
     *(f"json_extract(git, '$.{name}')" for name in ("commit", "branch", "dirty", "tree_sha256")),
     *(f"json_extract(environment, '$.{name}')" for name in ("python", "hostname", "packages_sha256")),
     "coalesce(json_array_length(outputs), 0)", "peak_rss", "peak_gpu_mem", "repeat_of", "sweep", "reason",
-    "notes", "json_extract(reproduction, '$.reproduced')", "params", "metrics",
+    "notes", "json_extract(reproduction, '$.reproduced')",
+    *(f"json_extract(machine, '$.{name}')" for name in ("provider", "size", "cost")), "params", "metrics",
 )
 TIMES_AT = tuple(COLUMNS.index(name) for name in TIMES)
 BOOLEANS_AT = (COLUMNS.index("git.dirty"), COLUMNS.index("reproduced"))
