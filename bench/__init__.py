@@ -17,4 +17,5 @@ REGISTRY: dict[str, str] = {
     "far": "bench.far",
     "slurm": "bench.slurm",
     "metrics": "bench.metrics",
+    "machines": "bench.machines",
 }

@@ -311,6 +311,7 @@ class Hub:
             if not topic.queues:
                 self.logs.pop(label, None)
             self.wake.set()
+            self.machines_wake.set()  # a job on a machine made for it: its log copy is whole now
 
     def active_work(self) -> bool:
         return (bool(self.engine.active()) or bool(self.engine.tasks) or bool(self.engine.machines.live())
