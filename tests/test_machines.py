@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -295,3 +297,34 @@ def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kep
     assert simtui_json("machines", config=config) == []
     again = simtui("machines", "--destroy", name, config=config)
     assert again.returncode == 2 and f"no live machine named '{name}'" in again.stderr
+
+
+def test_a_machine_an_image_the_results_here_and_nothing_left(loop_provider, podman_lab, project, tmp_path,
+                                                            request):
+    """The whole analogsea workflow: a machine of the right size, the provisioned image
+    there (rootless podman, no install), the job in it, its results pulled here, the
+    machine destroyed."""
+    from podman import run_as
+
+    shelf = Path(tempfile.mkdtemp(prefix="simtui-images-"))  # where both users can reach (tmp_path's parents are 0700)
+    request.addfinalizer(lambda: shutil.rmtree(shelf, ignore_errors=True))
+    shelf.chmod(0o777)
+    archive = shelf / "busybox.tar"
+    run_as(podman_lab.host.user, "podman", "save", "-q", "-o", str(archive), podman_lab.image, check=True)
+    archive.chmod(0o644)
+    config = loop_provider.config(tmp_path / "config.toml", env={"LOOP_IMAGES": str(archive)}, container="podman")
+    proc = simtui("run", "--provider", "loop", "--size", "big", "--image", podman_lab.image, "--follow", "--",
+                  "/bin/busybox", "sh", "-c", 'echo "uid=$(/bin/busybox id -u) in $(pwd)"; '
+                  '/bin/busybox cat data.txt; echo made in the image > result.txt',
+                  config=config, cwd=project, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    label = proc.stdout.splitlines()[0]
+    record = ended_and_gone(loop_provider, config, label)
+    user = made_user(loop_provider, record["host"])
+    uid = next(line.split()[1] for line in loop_provider.calls() if line.startswith("uid "))
+    assert f"uid={uid} in {record['run_dir']}\nthe project's data" in proc.stdout  # the user's uid kept
+    assert record["container"]["engine"] == "podman" and record["container"]["id"].removeprefix("sha256:") \
+        == podman_lab.image_id.removeprefix("sha256:")
+    assert (Path(record["machine"]["outputs"]) / "result.txt").read_text() == "made in the image\n"
+    assert record["machine"]["size"] == "big" and record["machine"]["cost"] is not None
+    assert user_gone(user)
