@@ -636,25 +636,30 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
 @main.command()
 @click.option("--all", "everything", is_flag=True, help="Also the machines destroyed already.")
 @click.option("--destroy", metavar="NAME", help="Destroy this machine now (a job still running there is lost).")
+@click.option("--forget", metavar="NAME",
+              help="Stop counting this machine live without running destroy (you destroyed it yourself).")
 @json_option
 @pass_obj
-def machines(obj: Obj, everything: bool, destroy: str | None, as_json: bool) -> None:
+def machines(obj: Obj, everything: bool, destroy: str | None, forget: str | None, as_json: bool) -> None:
     """Machines made for a job by a provider (run --provider) that are not destroyed
     yet: their job, state, age and, where the provider has prices, the cost so far."""
     from simtui.recordfmt import duration
     from simtui.store import machines as made
 
-    if destroy:
-        machine = with_client(obj, lambda client: client.destroy_machine(destroy))
-        found = [machine]
+    if destroy and forget:
+        raise UsageError("give --destroy or --forget, not both")
+    if destroy or forget:
+        name = destroy or forget
+        found = [with_client(obj, lambda client: client.destroy_machine(name) if destroy
+                             else client.forget_machine(name))]
     else:
         found = made.listed(open_store(), live=not everything)
     now = time.time()
     if as_json:
         echo_json([{**m.to_dict(), "age": (m.destroyed or now) - m.created, "cost": m.cost(now)} for m in found])
         return
-    if destroy:
-        click.echo(f"destroyed {destroy}")
+    if destroy or forget:
+        click.echo(f"destroyed {destroy}" if destroy else f"forgotten {forget} (it was not destroyed by simtui)")
         return
     rows = [(m.name, m.provider, m.size, m.state, m.label, m.address or "", duration((m.destroyed or now) - m.created),
              "" if m.cost(now) is None else f"{m.cost(now):.4f}", one_line(m.error or "")) for m in found]

@@ -426,6 +426,10 @@ class Client:
         """Destroy a machine made for a job now; a job still running there is lost."""
         return Machine.from_dict(await self.request("destroy_machine", name=name))
 
+    async def forget_machine(self, name: str) -> Machine:
+        """Stop counting a machine live without destroying it (you destroyed it yourself)."""
+        return Machine.from_dict(await self.request("forget_machine", name=name))
+
     async def cancel(self, host: str, job_id: str) -> Record | None:
         """Cancel one job of a cluster's queue: a simtui run is killed as ``kill``
         does (its record is returned), any other job is scancelled."""

@@ -298,6 +298,16 @@ def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kep
     again = simtui("machines", "--destroy", name, config=config)
     assert again.returncode == 2 and f"no live machine named '{name}'" in again.stderr
 
+    # one destroyed by hand (here: never) is forgotten: no longer live, its record says so
+    other = simtui("run", "--provider", "loop", "--", "sleep", "300", config=config, cwd=project, timeout=120)
+    label = other.stdout.strip()
+    forgot = simtui("machines", "--forget", f"loop-{label}", config=config)
+    assert forgot.returncode == 0 and "forgotten" in forgot.stdout
+    record = simtui_json("show", label, config=config)
+    assert record["state"] == "lost" and record["machine"]["left"] == "forgotten: not destroyed by simtui"
+    assert simtui_json("machines", config=config) == []
+    assert f"destroy loop-{label}" not in loop_provider.calls()  # simtui ran no destroy for it
+
 
 def test_a_machine_an_image_the_results_here_and_nothing_left(loop_provider, podman_lab, project, tmp_path,
                                                             request):

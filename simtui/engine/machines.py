@@ -210,10 +210,7 @@ class Machines:
         for machine in self.live():
             if machine.name in self.making or time.monotonic() < self._retry_at.get(machine.name, 0):
                 continue
-            try:
-                record: Record | None = self.store.get(machine.label)
-            except UnknownLabel:
-                record = None  # a crash between the machine's row and its record
+            record = self._record(machine)
             if record is not None and not record.state.finished:
                 if record.state is JobState.QUEUED or machine.state != "up":
                     record = self.engine._update(
@@ -225,7 +222,9 @@ class Machines:
                     continue
                 else:
                     continue  # running: its follower sees it to its end
-            if record is None or await self._brought_home(machine, record):
+            if record is None:  # its create never ran: it went before its record was written
+                self._gone(machine, None, "never made: simtui stopped before its create")
+            elif await self._brought_home(machine, record):
                 await self.destroy(machine, record)
 
     async def _brought_home(self, machine: Machine, record: Record) -> bool:
@@ -277,8 +276,9 @@ class Machines:
         provider = self._provider(machine)
         try:
             if provider is None:
-                raise providers.ProviderError(f"provider {machine.provider} is no longer configured: "
-                                              "cannot destroy its machine (configure it again)")
+                raise providers.ProviderError(
+                    f"provider {machine.provider} is no longer configured: cannot destroy its machine (configure "
+                    f"it again, or destroy it yourself and run simtui machines --forget {machine.name})")
             table.update(self.store, machine.name, state="destroying" if machine.state == "up" else machine.state)
             if self.on_destroy is not None:
                 self.on_destroy(machine.name)
@@ -290,30 +290,49 @@ class Machines:
             return table.update(self.store, machine.name, error=str(err))
         self._retry_at.pop(machine.name, None)
         await self.engine.pool.drop(machine.name)
-        machine = table.update(self.store, machine.name, state="gone", destroyed=time.time(), error=None)
+        return self._gone(machine, record, None)
+
+    def _gone(self, machine: Machine, record: Record | None, note: str | None) -> Machine:
+        """The machine no longer live (``note``: why, where simtui did not destroy it);
+        its record's facts say when it went and what it cost, and a job still running
+        there is lost."""
+        machine = table.update(self.store, machine.name, state="gone", destroyed=time.time(), error=note)
         with contextlib.suppress(FileNotFoundError):
             self._known_hosts(machine.name).unlink()
         if record is not None:
             record = self.store.get(record.label)
-            fields: dict[str, Any] = {"machine": {**(record.machine or {}), **self._facts(machine)}}
+            facts = {**(record.machine or {}), **self._facts(machine), **({"left": note} if note else {})}
+            fields: dict[str, Any] = {"machine": facts}
             if not record.state.finished:
                 fields.update(state=JobState.LOST, ended=time.time(), log_tail="its machine was destroyed")
             self.engine._update(record.label, **fields)
         return machine
 
-    async def destroy_now(self, name: str) -> Machine:
-        """``simtui machines --destroy NAME``: destroy it now, whatever its job does."""
+    def forget(self, name: str) -> Machine:
+        """``simtui machines --forget NAME``: no longer live, without its destroy (one
+        destroyed by hand, or whose provider is gone from the config)."""
+        machine = self._live(name)
+        return self._gone(machine, self._record(machine), "forgotten: not destroyed by simtui")
+
+    def _live(self, name: str) -> Machine:
         machine = table.get(self.store, name)
         if machine is None or not machine.live:
             raise UsageError(f"no live machine named {name!r} (see simtui machines)")
         if name in self.making:
             raise UsageError(f"{name} is being made: kill its job ({machine.label}) and it is destroyed "
                              "as soon as its create has ended")
+        return machine
+
+    def _record(self, machine: Machine) -> Record | None:
         try:
-            record = self.store.get(machine.label)
+            return self.store.get(machine.label)
         except UnknownLabel:
-            record = None
-        machine = await self.destroy(table.get(self.store, name) or machine, record)
+            return None
+
+    async def destroy_now(self, name: str) -> Machine:
+        """``simtui machines --destroy NAME``: destroy it now, whatever its job does."""
+        machine = self._live(name)
+        machine = await self.destroy(machine, self._record(machine))
         if machine.live:
             raise SimtuiError(machine.error or f"{name}: destroy failed")
         return machine

@@ -232,6 +232,12 @@ class Requests:
         self.hub.wake.set()
         return machine.to_dict()
 
+    async def op_forget_machine(self, event: Event, name: str) -> dict[str, Any]:
+        """No longer count a machine live, without its destroy (the user destroyed it)."""
+        machine = self.engine.machines.forget(name)
+        self.hub.wake.set()
+        return machine.to_dict()
+
     def _project_host(self, project_root: str | None, host: str | None) -> tuple[Project, str]:
         project = Project(Path(project_root)) if project_root else find_project()
         return project, self.hub.config.project_host(host)
