@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     reps = 2 if options.smoke else options.reps
     missing = [] if os.geteuid() == 0 else ["root (the provider makes Unix users)"]
-    missing += [tool for tool in ("rsync", "sshd", "scp") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
+    missing += [tool for tool in ("rsync", "sshd", "scp")
+                if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
     if missing:
         print(f"skipped: needs {', '.join(missing)}")
         return 0

@@ -512,6 +512,26 @@ def launch(obj: Obj, submit: Callable[[Client], Awaitable[Record]], follow: bool
         finish(record)
 
 
+def machine_options(host: str | None, size: str | None, provider: str | None, workdir: str | None,
+                    after: str | None) -> dict[str, Any]:
+    """The JobSpec fields of --provider/--size: a new machine has nothing of the
+    project, so it is synced there (unless a --workdir says where the job runs)."""
+    if not provider:
+        if size:
+            raise UsageError("--size is the size of the machine --provider makes: give --provider too")
+        return {}
+    if host:
+        raise UsageError("give --host or --provider, not both: --provider makes a machine for the job")
+    if after:
+        raise UsageError("--after cannot wait with --provider: a machine is made at once "
+                         "(start it once the other job has succeeded)")
+    if workdir:
+        return {"provider": provider, "size": size}
+    from simtui.engine.project import find_project
+
+    return {"provider": provider, "size": size, "sync": True, "project_root": str(find_project().root)}
+
+
 def finish(record: Record) -> None:
     """Exit 0 for a job that succeeded, 1 for one that failed, was killed or lost."""
     if record.state is not JobState.SUCCEEDED:
@@ -565,29 +585,19 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     from simtui.params import load_params, params_format, parse_param_args
 
     needs = parse_needs(cpus, mem, gpus, gpu_mem, disk)
-    if provider:
-        if host:
-            raise UsageError("give --host or --provider, not both: --provider makes a machine for the job")
-        if after:
-            raise UsageError("--after cannot wait with --provider: a machine is made at once "
-                             "(start it once the other job has succeeded)")
-        sync_first = not workdir  # a new machine has nothing of the project: it is synced there
-    elif size:
-        raise UsageError("--size is the size of the machine --provider makes: give --provider too")
     if sync_first and workdir:
         raise UsageError("give --sync or --workdir, not both: a synced job runs in its own copy of the project")
+    machine = machine_options(host, size, provider, workdir, after)
     params = load_params(params_file) if params_file else {}
     params.update(parse_param_args(param_args))
-    project_root = None
-    if sync_first:
+    if sync_first and not machine:
         from simtui.engine.project import find_project
 
-        project_root = str(find_project().root)
+        machine = {"sync": True, "project_root": str(find_project().root)}
     spec = JobSpec(argv=command, host=host, needs=needs, workdir=workdir, tags=tags, reason=reason,
                    params=params, after=after, inputs=inputs, outputs_dir=outputs_dir,
                    require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
-                   sync=sync_first, project_root=project_root, time=time_limit, image=image, provider=provider,
-                   size=size)
+                   time=time_limit, image=image, **machine)
     progress = ProgressLine("sync", forced=False)
     stage = (lambda text: click.echo(f"simtui: {text}", err=True)) if provider else None
     launch(obj, lambda client: client.submit(spec, progress, stage), follow, as_json, progress)
@@ -601,7 +611,10 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
 @click.option("--param", "-p", "axes", multiple=True, metavar="KEY=VALUES",
               help="Values to sweep: a,b,c or a range of whole numbers A..B (repeatable).")
 @click.option("--zip", "zipped", is_flag=True, help="The first values together, then the second, ... (not every combination).")
-@click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="At most N points running at once.")
+@click.option("--max-parallel", type=click.IntRange(min=1), metavar="N",
+              help="At most N points running at once (with --provider: N machines live at once).")
+@click.option("--provider", metavar="PROVIDER", help="A machine made for each point by this [[providers]] entry.")
+@click.option("--size", metavar="SIZE", help="The size of the machines --provider makes (default: the provider's).")
 @click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag for every record (repeatable).")
 @click.option("--reason", "-r", metavar="TEXT", help="Why this sweep: kept in each record.")
 @click.option("--workdir", "-C", metavar="DIR", help="Where the jobs run (default: here on local, home on SSH hosts).")
@@ -610,8 +623,8 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
 @pass_obj
 def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str | None, gpu_mem: str | None,
           disk: str | None, time_limit: str | None, params_file: str | None, axes: tuple[str, ...], zipped: bool,
-          max_parallel: int | None, tags: tuple[str, ...], reason: str | None, workdir: str | None,
-          as_json: bool, command: tuple[str, ...]) -> None:
+          max_parallel: int | None, provider: str | None, size: str | None, tags: tuple[str, ...],
+          reason: str | None, workdir: str | None, as_json: bool, command: tuple[str, ...]) -> None:
     """Run CMD once per point of a parameter grid: every combination of the -p values
     (or, with --zip, the values side by side). Each run is a record of its own with
     its own merged parameters ($SIMTUI_PARAMS), and they share a sweep id: `simtui
@@ -622,9 +635,10 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
 
     points = sweep_points(sweep_axes(axes), zipped)
     base = load_params(params_file) if params_file else {}
+    machine = machine_options(host, size, provider, workdir, None)
     spec = JobSpec(argv=command, host=host, needs=parse_needs(cpus, mem, gpus, gpu_mem, disk), workdir=workdir,
                    tags=tags, reason=reason, params=base, params_file=params_file,
-                   params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel)
+                   params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel, **machine)
     progress = ProgressLine("sync", forced=False)
     try:
         records = with_client(obj, lambda client: client.sweep(spec, points, progress))

@@ -338,3 +338,27 @@ def test_a_machine_an_image_the_results_here_and_nothing_left(loop_provider, pod
     assert (Path(record["machine"]["outputs"]) / "result.txt").read_text() == "made in the image\n"
     assert record["machine"]["size"] == "big" and record["machine"]["cost"] is not None
     assert user_gone(user)
+
+
+def test_a_sweep_makes_a_machine_per_point_and_max_parallel_caps_those_live(loop_provider, project, tmp_path):
+    config = loop_provider.config(tmp_path / "config.toml")
+    proc = simtui("sweep", "--provider", "loop", "--size", "big", "-p", "x=1..3", "--max-parallel", "2", "--json",
+                  "--", "sh", "-c", 'cat "$SIMTUI_PARAMS" > point.json; sleep 0.3', config=config, cwd=project,
+                  timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)["records"]
+    assert len(records) == 3 and len({r["sweep"] for r in records}) == 1
+    waiting = [r for r in records if r["state"] == "queued"]
+    assert len(waiting) == 1 and "waiting: for a slot of its sweep" in waiting[0]["log_tail"]
+    for record in records:
+        done = ended_and_gone(loop_provider, config, record["label"])
+        assert done["state"] == "succeeded" and done["machine"]["size"] == "big"
+        point = json.loads((Path(done["machine"]["outputs"]) / "point.json").read_text())
+        assert point == {"x": done["params"]["x"]}
+    assert sorted(simtui_json("show", r["label"], config=config)["params"]["x"] for r in records) == [1, 2, 3]
+    live, most = 0, 0  # never more than 2 machines at once, from the provider's own log
+    for call in loop_provider.calls():
+        live += {"create": 1, "destroy": -1}.get(call.split()[0], 0)
+        most = max(most, live)
+    assert most == 2 and live == 0
+    assert simtui_json("machines", config=config) == []

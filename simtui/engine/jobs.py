@@ -175,6 +175,8 @@ class Engine:
         ``max_jobs`` the earlier points took is passed over while another fits."""
         sweep = SWEEP_PREFIX + make_label({"argv": list(spec.argv), "points": points, "created": time.time()})[:10]
         spec = replace(spec, sweep=sweep)
+        if spec.provider:  # a machine made for each point
+            return await self.machines.sweep(spec, points, progress)
         chosen: list[tuple[str | None, str | None]] = [(spec.host, spec.placement)] * len(points)
         if not spec.host and not spec.needs.is_empty():
             chosen = await self._place_points(spec, len(points))
@@ -819,7 +821,11 @@ class Engine:
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
-            if record.host_queued or record.machine is not None:  # in its host's own queue, or its machine's making
+            if record.machine is not None:  # a machine made for it: begun once its sweep has a slot
+                if self.machines.waiting(record) and self.machines.has_slot(record):
+                    self.machines.begin(record)
+                continue
+            if record.host_queued:  # in its host's own queue already
                 continue
             if record.after:
                 dep = self.store.get(record.after)

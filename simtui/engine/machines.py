@@ -94,7 +94,40 @@ class Machines:
                      stage: Callable[[str], None] | None = None) -> Record:
         """Record the job, then make its machine and start it there; ``stage`` hears
         each step. The making goes on in this process whoever waits for it (the
-        caller may go)."""
+        caller may go). A point of a sweep with no slot left (``max_parallel``
+        machines live) waits queued: the queue begins it (``begin``) once one ends."""
+        record = self._new_record(spec, repeat_of)
+        if not self.has_slot(record):
+            return self.engine._update(record.label, log_tail="waiting: for a slot of its sweep (machines live: "
+                                                              f"{(record.spec or {}).get('max_parallel')})")
+        return await asyncio.shield(self.begin(record, progress, stage))
+
+    async def sweep(self, spec: JobSpec, points: list[dict[str, Any]], progress: Any) -> list[Record]:
+        """A machine for each point, made side by side (at most ``max_parallel`` live
+        at once); the records as they are once those begun have started (or failed)."""
+        found = await asyncio.gather(*(self.submit(replace(spec, params={**spec.params, **point}), None, progress)
+                                       for point in points), return_exceptions=True)
+        for outcome in found:
+            if not isinstance(outcome, (Record, LaunchError)):
+                raise outcome
+        return [self.store.get(outcome.label) for outcome in found]
+
+    def has_slot(self, record: Record) -> bool:
+        """Fewer than its sweep's ``max_parallel`` machines live, until destroyed (or
+        no such limit): the limit is on what costs, not only on what runs."""
+        limit = (record.spec or {}).get("max_parallel")
+        if not record.sweep or not limit:
+            return True
+        live = {m.name for m in self.live()}
+        return sum(r.host in live for r in self.engine.in_sweep(record.sweep)) < limit
+
+    def waiting(self, record: Record) -> bool:
+        """A record waiting in simtui's queue for its machine to be begun."""
+        return record.machine is not None and record.state is JobState.QUEUED and \
+            record.host not in self.making and table.get(self.store, record.host) is None
+
+    def _new_record(self, spec: JobSpec, repeat_of: str | None) -> Record:
+        """The record of a job on a machine to be made (queued, its machine named)."""
         engine = self.engine
         if spec.after:
             raise UsageError("--after cannot wait with --provider: a machine is made at once "
@@ -106,21 +139,41 @@ class Machines:
         label = make_label({"argv": list(spec.argv), "provider": provider.name, "size": size, "created": now})
         name = f"{provider.name}-{label}"
         machine = Machine(name, provider.name, size, label, now, price=provider.prices.get(size))
-        table.add(self.store, machine)  # first: from here on a crash leaves it accounted for
         record = Record(
             label=label, host=name, command=shlex.join(spec.argv), state=JobState.QUEUED, argv=list(spec.argv),
             tags=list(spec.tags), reason=spec.reason, params=dict(spec.params), repeat_of=repeat_of,
-            needs=asdict(spec.needs) if not spec.needs.is_empty() else None, jobs_dir=provider.host.jobs_dir, created=now, inputs=[{"path": p} for p in spec.inputs],
-            outputs_dir=spec.outputs_dir, spec=spec.to_dict(), sweep=spec.sweep, machine=self._facts(machine),
-            placement=f"a {size} machine made by {provider.name}",
-            log_tail=f"waiting: making machine {name} ({size}) with {provider.name}")
+            needs=asdict(spec.needs) if not spec.needs.is_empty() else None, jobs_dir=provider.host.jobs_dir,
+            created=now, inputs=[{"path": p} for p in spec.inputs], outputs_dir=spec.outputs_dir,
+            spec=spec.to_dict(), sweep=spec.sweep, machine=self._facts(machine),
+            placement=f"a {size} machine made by {provider.name}")
         self.store.insert(record)
+        stored = self.store.get(label)
         if engine.on_change is not None:
-            engine.on_change(self.store.get(label))
-        task = asyncio.ensure_future(self._make_and_start(label, spec, provider, machine, progress, stage))
-        self.making[name] = task
-        task.add_done_callback(lambda _: self.making.pop(name, None))
-        return await asyncio.shield(task)
+            engine.on_change(stored)
+        return stored
+
+    def begin(self, record: Record, progress: Any = None, stage: Callable[[str], None] | None = None,
+              ) -> asyncio.Task:
+        """Make the record's machine and start its job there, in a task of its own
+        (the caller may wait for it, or not)."""
+        spec = JobSpec.from_dict(record.spec or {"argv": record.argv})
+        provider = self.config.provider(spec.provider or "")
+        facts = record.machine or {}
+        machine = Machine(record.host, provider.name, spec.size or "", record.label, time.time(),
+                          price=facts.get("price_per_hour"))
+        table.add(self.store, machine)  # before its create: from here on a crash leaves it accounted for
+        self.engine._update(record.label, machine={**facts, "created": machine.created},
+                            log_tail=f"waiting: making machine {machine.name} ({machine.size}) with {provider.name}")
+        task = asyncio.ensure_future(self._make_and_start(record.label, spec, provider, machine, progress, stage))
+        self.making[machine.name] = task
+
+        def done(task: asyncio.Task) -> None:
+            self.making.pop(machine.name, None)
+            if not task.cancelled():
+                task.exception()  # a launch that failed is in its record: nobody need hear it again
+
+        task.add_done_callback(done)
+        return task
 
     async def _make_and_start(self, label: str, spec: JobSpec, provider: ProviderSpec, machine: Machine,
                               progress: Any, stage: Callable[[str], None] | None) -> Record:
@@ -194,13 +247,13 @@ class Machines:
             return host
 
     @staticmethod
-    def _facts(machine: Machine, **more: Any) -> dict[str, Any]:
+    def _facts(machine: Machine) -> dict[str, Any]:
         """What a record keeps of its machine."""
         facts = {"provider": machine.provider, "size": machine.size, "name": machine.name,
                  "price_per_hour": machine.price, "created": machine.created}
         if machine.destroyed is not None:
             facts.update(destroyed=machine.destroyed, cost=machine.cost(machine.destroyed))
-        return {**facts, **more}
+        return facts
 
     # -- seeing each one out ----------------------------------------------------------
 
