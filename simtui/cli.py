@@ -513,7 +513,7 @@ def launch(obj: Obj, submit: Callable[[Client], Awaitable[Record]], follow: bool
 
 
 def machine_options(host: str | None, size: str | None, provider: str | None, workdir: str | None,
-                    after: str | None) -> dict[str, Any]:
+                    ) -> dict[str, Any]:
     """The JobSpec fields of --provider/--size: a new machine has nothing of the
     project, so it is synced there (unless a --workdir says where the job runs)."""
     if not provider:
@@ -522,9 +522,6 @@ def machine_options(host: str | None, size: str | None, provider: str | None, wo
         return {}
     if host:
         raise UsageError("give --host or --provider, not both: --provider makes a machine for the job")
-    if after:
-        raise UsageError("--after cannot wait with --provider: a machine is made at once "
-                         "(start it once the other job has succeeded)")
     if workdir:
         return {"provider": provider, "size": size}
     from simtui.engine.project import find_project
@@ -587,7 +584,7 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
     needs = parse_needs(cpus, mem, gpus, gpu_mem, disk)
     if sync_first and workdir:
         raise UsageError("give --sync or --workdir, not both: a synced job runs in its own copy of the project")
-    machine = machine_options(host, size, provider, workdir, after)
+    machine = machine_options(host, size, provider, workdir)
     params = load_params(params_file) if params_file else {}
     params.update(parse_param_args(param_args))
     if sync_first and not machine:
@@ -635,7 +632,7 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
 
     points = sweep_points(sweep_axes(axes), zipped)
     base = load_params(params_file) if params_file else {}
-    machine = machine_options(host, size, provider, workdir, None)
+    machine = machine_options(host, size, provider, workdir)
     spec = JobSpec(argv=command, host=host, needs=parse_needs(cpus, mem, gpus, gpu_mem, disk), workdir=workdir,
                    tags=tags, reason=reason, params=base, params_file=params_file,
                    params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel, **machine)

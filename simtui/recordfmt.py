@@ -120,8 +120,8 @@ def _machine(facts: dict[str, Any] | None) -> list[tuple[str, str | None]]:
     price = facts.get("price_per_hour")
     cost = facts.get("cost")
     return [("provider", facts.get("provider")), ("size", facts.get("size")), ("name", facts.get("name")),
-            ("created", facts.get("created") and when(facts["created"])),
-            ("destroyed", when(facts["destroyed"]) if facts.get("destroyed") else "not yet"),
+            ("created", when(facts["created"]) if facts.get("created") else "not (yet) made"),
+            ("destroyed", when(facts["destroyed"]) if facts.get("destroyed") else facts.get("created") and "not yet"),
             ("price", price is not None and f"{price:g}/hour" or None),
             ("cost", cost is not None and f"{cost:.4f}" or None),
             ("outputs here", facts.get("outputs")), ("left", facts.get("left") and one_line(facts["left"]))]

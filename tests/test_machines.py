@@ -362,3 +362,30 @@ def test_a_sweep_makes_a_machine_per_point_and_max_parallel_caps_those_live(loop
         most = max(most, live)
     assert most == 2 and live == 0
     assert simtui_json("machines", config=config) == []
+
+
+def test_after_makes_the_machine_once_the_other_job_succeeded_and_never_if_it_failed(loop_provider, project,
+                                                                                     tmp_path):
+    config = loop_provider.config(tmp_path / "config.toml")
+    first = simtui("run", "--provider", "loop", "--", "sh", "-c", 'while [ ! -e "$HOME/go" ]; do sleep 0.1; done',
+                   config=config, cwd=project, timeout=120).stdout.strip()
+    second = simtui("run", "--provider", "loop", "--after", first, "--", "echo", "second", config=config,
+                    cwd=project, timeout=120)
+    assert second.returncode == 0, second.stderr
+    second = second.stdout.strip()
+    waiting = simtui_json("show", second, config=config)
+    assert waiting["state"] == "queued" and waiting["log_tail"] == f"waiting: for {first} to succeed"
+    assert [c for c in loop_provider.calls() if c.startswith("create")] == [c for c in loop_provider.calls()
+                                                                            if f"loop-{first}" in c and "create" in c]
+    Path(pwd.getpwnam(made_user(loop_provider, f"loop-{first}")).pw_dir, "go").touch()
+    assert ended_and_gone(loop_provider, config, first)["state"] == "succeeded"
+    assert ended_and_gone(loop_provider, config, second)["state"] == "succeeded"
+
+    failing = simtui("run", "--provider", "loop", "--", "false", config=config, cwd=project).stdout.strip()
+    third = simtui("run", "--provider", "loop", "--after", failing, "--", "true", config=config,
+                   cwd=project).stdout.strip()
+    ended_and_gone(loop_provider, config, failing)
+    record = wait_for(lambda: (r := simtui_json("show", third, config=config))["state"] == "failed" and r,
+                      timeout=30, what="the dependent failed")
+    assert record["log_tail"] == f"dependency failed: {failing} is failed"
+    assert not any(f"loop-{third}" in call for call in loop_provider.calls())  # no machine was ever made for it

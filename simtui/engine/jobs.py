@@ -94,10 +94,10 @@ class Engine:
         with a ``tree`` (a rerun) runs in a copy of that tree (see engine.runs).
         A launch that fails leaves the record failed and raises LaunchError. A
         spec with a ``provider`` runs on a machine made for it (engine.machines)."""
-        if spec.provider:
-            return await self.machines.submit(spec, repeat_of, progress, stage)
         if spec.after:
             spec = replace(spec, after=self.store.resolve(spec.after))
+        if spec.provider:
+            return await self.machines.submit(spec, repeat_of, progress, stage)
         host, why = await self._choose_host(spec)
         if "/" in host:  # CLUSTER/PARTITION: a partition of a Slurm host
             host, partition = host.split("/", 1)
@@ -821,10 +821,6 @@ class Engine:
         changed = []
         reconciled: set[str] = set()
         for record in reversed(list(self.store.find(state=JobState.QUEUED, limit=None))):
-            if record.machine is not None:  # a machine made for it: begun once its sweep has a slot
-                if self.machines.waiting(record) and self.machines.has_slot(record):
-                    self.machines.begin(record)
-                continue
             if record.host_queued:  # in its host's own queue already
                 continue
             if record.after:
@@ -837,6 +833,10 @@ class Engine:
                     continue
                 if dep.state is not JobState.SUCCEEDED:
                     continue
+            if record.machine is not None:  # a machine made for it: begun once its sweep has a slot
+                if self.machines.waiting(record) and self.machines.has_slot(record):
+                    self.machines.begin(record)
+                continue
             if not self.reachable(record.host):
                 continue
             try:

@@ -94,9 +94,12 @@ class Machines:
                      stage: Callable[[str], None] | None = None) -> Record:
         """Record the job, then make its machine and start it there; ``stage`` hears
         each step. The making goes on in this process whoever waits for it (the
-        caller may go). A point of a sweep with no slot left (``max_parallel``
-        machines live) waits queued: the queue begins it (``begin``) once one ends."""
+        caller may go). A job that waits for another (``after``), or a point of a
+        sweep with no slot left (``max_parallel`` machines live), waits queued: the
+        queue begins it (``begin``) once that one succeeded, or one machine went."""
         record = self._new_record(spec, repeat_of)
+        if record.after and self.store.get(record.after).state is not JobState.SUCCEEDED:
+            return self.engine._update(record.label, log_tail=f"waiting: for {record.after} to succeed")
         if not self.has_slot(record):
             return self.engine._update(record.label, log_tail="waiting: for a slot of its sweep (machines live: "
                                                               f"{(record.spec or {}).get('max_parallel')})")
@@ -129,9 +132,6 @@ class Machines:
     def _new_record(self, spec: JobSpec, repeat_of: str | None) -> Record:
         """The record of a job on a machine to be made (queued, its machine named)."""
         engine = self.engine
-        if spec.after:
-            raise UsageError("--after cannot wait with --provider: a machine is made at once "
-                             "(start it once the other job has succeeded)")
         provider = self.config.provider(spec.provider or "")
         size = self.size(provider, spec.size)
         spec = replace(spec, size=size, host=None)
@@ -141,10 +141,11 @@ class Machines:
         machine = Machine(name, provider.name, size, label, now, price=provider.prices.get(size))
         record = Record(
             label=label, host=name, command=shlex.join(spec.argv), state=JobState.QUEUED, argv=list(spec.argv),
-            tags=list(spec.tags), reason=spec.reason, params=dict(spec.params), repeat_of=repeat_of,
+            tags=list(spec.tags), reason=spec.reason, params=dict(spec.params), repeat_of=repeat_of, after=spec.after,
             needs=asdict(spec.needs) if not spec.needs.is_empty() else None, jobs_dir=provider.host.jobs_dir,
             created=now, inputs=[{"path": p} for p in spec.inputs], outputs_dir=spec.outputs_dir,
-            spec=spec.to_dict(), sweep=spec.sweep, machine=self._facts(machine),
+            spec=spec.to_dict(), sweep=spec.sweep, machine={k: v for k, v in self._facts(machine).items()
+                                                            if k != "created"},  # made: see begin
             placement=f"a {size} machine made by {provider.name}")
         self.store.insert(record)
         stored = self.store.get(label)
