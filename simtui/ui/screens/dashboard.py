@@ -142,7 +142,7 @@ class DashboardScreen(Screen):
             if spec is not None:
                 self.app.act(self.app.client.submit(spec), select=True)
 
-        self.app.push_screen(NewJobScreen([v for v in self.app.hosts.values() if not v.machine]), submit)
+        self.app.push_screen(NewJobScreen([v for v in self.app.hosts.values() if not v.machine], self.app.config.providers), submit)
 
     def action_kill(self) -> None:
         record = self._selected()

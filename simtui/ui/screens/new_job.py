@@ -4,7 +4,9 @@ best fit preselected. What it submits is the JobSpec that `simtui run` would mak
 
 A Slurm cluster is offered as itself (its jobs go to its default partition, whose
 fit it shows) and, once sampled, as ``CLUSTER/PARTITION`` for each partition:
-placement scores each partition, and the engine takes such a host name apart."""
+placement scores each partition, and the engine takes such a host name apart.
+After the hosts, each ``[[providers]]`` size is offered as a new machine made for
+the job (``run --provider P --size S``: the project is synced there)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from textual.widgets.option_list import Option
 from simtui.engine.placement import parse_needs, place
 from simtui.engine.project import Project, find_project
 from simtui.errors import UsageError
-from simtui.model import LOCAL, HostState, JobSpec, Needs, Placement
+from simtui.model import LOCAL, HostState, JobSpec, Needs, Placement, ProviderSpec
 from simtui.params import load_params, params_format, parse_param_args
 from simtui.ui.widgets.hosts import HostView
 
@@ -52,6 +54,20 @@ def targets(hosts: Iterable[HostView]) -> dict[str, str]:
     return found
 
 
+MACHINE = "machine:"  # a picker entry for a new machine: machine:PROVIDER:SIZE
+
+
+def machine_entries(providers: Iterable[ProviderSpec]) -> dict[str, str]:
+    """Picker id -> its text: each provider's sizes with a price, else its default size."""
+    entries = {}
+    for provider in providers:
+        for size in provider.prices or ([provider.size] if provider.size else []):
+            price = provider.prices.get(size)
+            cost = f", {price:g}/hour" if price is not None else ""
+            entries[f"{MACHINE}{provider.name}:{size}"] = f"+ new {provider.name} machine ({size}{cost})"
+    return entries
+
+
 def ranked(placement: Placement, keys: dict[str, str]) -> list[str]:
     """The best fit, the other targets that fit (tightest first), then the rest in
     their given order. ``keys``: target -> its name in the placement (see targets)."""
@@ -75,9 +91,10 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
         Binding("ctrl+s", "submit", "Submit", id="new_job.submit"),
     ]
 
-    def __init__(self, hosts: Iterable[HostView]) -> None:
+    def __init__(self, hosts: Iterable[HostView], providers: Iterable[ProviderSpec] = ()) -> None:
         super().__init__()
         self.hosts = {view.name: view for view in hosts}
+        self.machines = machine_entries(providers)
         self.keys: dict[str, str] = {}  # what the picker offers: its name in the placement (see targets)
         self.needs = Needs()
         self.placement: Placement | None = None
@@ -162,12 +179,15 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
             prompt.append(f"  {reason}", "" if fits else "dim")
             down = self._view(name).state is HostState.DOWN
             picker.add_option(Option(prompt, id=name, disabled=down))
-        choice = self.picked if self.picked in order else best(placement)
-        if choice not in order:
+        for entry, text in self.machines.items():
+            picker.add_option(Option(Text(f"  {text}: made for this job, this project synced there, destroyed "
+                                          "after", no_wrap=True, overflow="ellipsis"), id=entry))
+        choice = self.picked if self.picked in order or self.picked in self.machines else best(placement)
+        if choice not in order and choice not in self.machines:
             choice = None
         if choice is None and self.needs.is_empty():  # no needs: any host that is up, sampled yet or not
             choice = next((name for name in order if self._view(name).state is HostState.UP), None)
-        picker.highlighted = order.index(choice) if choice is not None else None
+        picker.highlighted = [*order, *self.machines].index(choice) if choice is not None else None
         why = placement.why if not self.needs.is_empty() else "no needs given: any host that is up"
         self.query_one("#fit", Label).update(Text(why))
 
@@ -264,10 +284,18 @@ class NewJobScreen(ModalScreen[JobSpec | None]):
             self._error("pick a host that is up")
             return
         tags = tuple(dict.fromkeys(self._value("tags").replace(",", " ").split()))
+        where = dict(host=option.id)
+        if option.id in self.machines:
+            if self.project is None and not workdir:
+                self._refuse(f"a new machine has nothing of the project: {self.no_project}", "workdir")
+                return
+            provider, size = option.id.removeprefix(MACHINE).split(":", 1)
+            where = dict(host=None, provider=provider, size=size)
+            sync = not workdir
         placement = self.placement
         why = placement.why if option.id == placement.host else (
             f"{option.id}: picked by hand ({placement.reasons.get(self.keys.get(option.id, option.id), 'no sample')})")
-        self.dismiss(JobSpec(argv=argv, host=option.id, needs=needs, tags=tags,
+        self.dismiss(JobSpec(argv=argv, **where, needs=needs, tags=tags,
                              reason=self._value("reason") or None, placement=why, workdir=workdir or None,
                              params=params, params_file=file or None, params_format=params_format(file),
                              sync=sync, project_root=str(self.project.root) if sync else None))
