@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.widgets import DataTable, OptionList
-from uikit import FrozenApp, frozen_project, frozen_results, until
+from uikit import FrozenApp, frozen_project, frozen_results, pick_and_submit, until
 
 from simtui.config import load_config, parse_config
 from simtui.errors import SimtuiError
@@ -258,13 +258,7 @@ async def test_the_form_offers_the_cluster_and_each_of_its_partitions():
         assert "✓" in prompts["lab"] and "✓" in prompts["lab/debug"] and "✗" in prompts["local"]
         assert "✗" in prompts["lab/gpu"]  # one GPU free on its one node up: later, after its queue
 
-        picker.focus()
-        while picker.highlighted_option.id != "lab/gpu":
-            await pilot.press("down")
-        form.query_one("#command").value = "python train.py"
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: dismissed, what="the spec")
-    spec = dismissed[0]
+        spec = await pick_and_submit(pilot, form, "lab/gpu", "python train.py", dismissed)
     assert spec.host == "lab/gpu" and spec.needs.gpus == 2  # the engine takes CLUSTER/PARTITION apart
     assert spec.placement.startswith("lab/gpu: picked by hand (")
 

@@ -5,7 +5,7 @@ test_machines.py."""
 from __future__ import annotations
 
 from textual.widgets import OptionList
-from uikit import FrozenApp, frozen_project, until
+from uikit import FrozenApp, frozen_project, pick_and_submit, until
 
 from simtui.config import parse_config
 from simtui.ui.screens.new_job import NewJobScreen
@@ -29,13 +29,6 @@ async def test_the_form_offers_each_size_of_each_provider_and_submits_a_machine_
         assert "+ new do machine (c-8, 0.25/hour)" in prompts["machine:do:c-8"]
         assert "+ new lab machine (vm)" in prompts["machine:lab:vm"]
 
-        picker.focus()
-        picker.highlighted = 0  # nothing sampled: no host is preselected
-        while picker.highlighted_option.id != "machine:do:c-8":
-            await pilot.press("down")
-        form.query_one("#command").value = "python train.py"
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: dismissed, what="the spec")
-    spec = dismissed[0]
+        spec = await pick_and_submit(pilot, form, "machine:do:c-8", "python train.py", dismissed)
     assert (spec.host, spec.provider, spec.size, spec.sync) == (None, "do", "c-8", True)
     assert spec.project_root == str(frozen_project().resolve()) and spec.argv == ("python", "train.py")

@@ -159,3 +159,18 @@ async def post_frozen_hosts(pilot) -> None:
         for result in frozen_results(app.config, step):
             app.post_message(HostUpdated(result))
     await pilot.pause()
+
+
+async def pick_and_submit(pilot, form, option_id: str, command: str, dismissed: list) -> Any:
+    """In the new-job form: down the picker to ``option_id``, type ``command``, ctrl+s;
+    the spec it was dismissed with."""
+    picker = form.query_one("#picker")
+    picker.focus()
+    if picker.highlighted is None:
+        picker.highlighted = 0
+    while picker.highlighted_option.id != option_id:
+        await pilot.press("down")
+    form.query_one("#command").value = command
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: dismissed, what="the spec")
+    return dismissed[0]
