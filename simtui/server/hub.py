@@ -263,14 +263,15 @@ class Hub:
         for name in [name for name in self.views if name not in configured and name not in live]:
             self._forget(name)
         for machine in live.values():
-            if machine.state == "up" and machine.name not in self.machine_loops:
-                spec = self.engine.host_spec(machine.name)
+            spec = self.engine.machines.spec(machine.name)  # None: no address yet, or its provider left the config
+            if machine.state == "up" and spec is not None and machine.name not in self.machine_loops:
                 self.views.setdefault(machine.name, ProbeResult(spec, None, None, HostState.CONNECTING))
                 self.host_wake[machine.name] = asyncio.Event()
                 self.machine_loops[machine.name] = asyncio.create_task(
                     self._host_loop(spec, tell=False), name=f"machine {machine.name}")
-            elif machine.state != "up" and machine.name not in self.machine_loops:
-                reason = f"{machine.state} ({machine.provider}, {machine.size})"
+            elif machine.name not in self.machine_loops:
+                reason = f"{machine.state} ({machine.provider}, {machine.size})" + (
+                    f": {machine.error}" if machine.error else "")
                 old = self.views.get(machine.name)
                 if old is None or old.reason != reason:
                     self._view(ProbeResult(HostSpec(machine.name, address=machine.address, tags=("machine",)),
