@@ -117,8 +117,8 @@ class ProviderSpec:
 class Machine:
     """A machine made for one job (``label``), from its create until its destroy.
 
-    States: creating -> booting (SSH not answering yet) -> up -> gone; ``error``
-    keeps why the last destroy failed (it is tried again)."""
+    States: creating -> booting (SSH not answering yet) -> up -> destroying -> gone;
+    a destroy that fails leaves it as it was, ``error`` saying why (it is tried again)."""
 
     name: str
     provider: str

@@ -287,6 +287,7 @@ def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kep
     assert failed.returncode == 1 and "destroy failed (exit 1): rate limited by the API" in failed.stderr
     [machine] = simtui_json("machines", config=config)
     assert machine["name"] == name and "rate limited" in machine["error"]  # still live, and why
+    assert machine["state"] == "up"  # as it was: its job's log and outputs still come here at its end
     assert "rate limited" in simtui("machines", config=config).stdout
     assert name in loop_provider.live() and simtui_json("show", label, config=config)["state"] == "running"
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("simtui.engine")
 BOOT_RETRY = 1.0  # seconds between tries to reach a machine whose SSH does not answer yet
 DESTROY_RETRY = 30.0  # seconds before a failed destroy is tried again
+MAKING = ("creating", "booting")  # a machine's states before its SSH first answered
 
 
 def outputs_folder(label: str) -> Path:
@@ -266,7 +267,7 @@ class Machines:
                 continue
             record = self._record(machine)
             if record is not None and not record.state.finished:
-                if record.state is JobState.QUEUED or machine.state != "up":
+                if record.state is JobState.QUEUED or machine.state in MAKING:
                     record = self.engine._update(
                         record.label, state=JobState.FAILED, ended=time.time(), client=None,
                         log_tail="never started: the simtui making its machine stopped first")
@@ -326,14 +327,15 @@ class Machines:
     async def destroy(self, machine: Machine, record: Record | None) -> Machine:
         """Run the provider's destroy; the machine gone from the live ones, and its
         record's machine facts with when and what it cost. A job still running
-        there is lost. A failed destroy stays live, with why, and is tried again."""
+        there is lost. A machine whose destroy failed stays as it was, with why,
+        and is tried again."""
         provider = self._provider(machine)
         try:
             if provider is None:
                 raise providers.ProviderError(
                     f"provider {machine.provider} is no longer configured: cannot destroy its machine (configure "
                     f"it again, or destroy it yourself and run simtui machines --forget {machine.name})")
-            table.update(self.store, machine.name, state="destroying" if machine.state == "up" else machine.state)
+            table.update(self.store, machine.name, state="destroying")
             if self.on_destroy is not None:
                 self.on_destroy(machine.name)
             await providers.run(provider, "destroy", providers.environment(provider, machine),
@@ -341,7 +343,7 @@ class Machines:
         except providers.ProviderError as err:
             self._retry_at[machine.name] = time.monotonic() + DESTROY_RETRY
             logger.warning("%s: %s", machine.name, err)
-            return table.update(self.store, machine.name, error=str(err))
+            return table.update(self.store, machine.name, state=machine.state, error=str(err))  # as it was
         self._retry_at.pop(machine.name, None)
         await self.engine.pool.drop(machine.name)
         return self._gone(machine, record, None)
