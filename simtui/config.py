@@ -25,7 +25,7 @@ from simtui.model import LOCAL, HostKind, HostSpec, ProviderSpec, SlurmOptions
 from simtui.secret import mask
 from simtui.units import parse_size
 
-NOTIFY_EVENTS = ("started", "succeeded", "failed", "killed", "lost", "host_down", "host_up")
+NOTIFY_EVENTS = ("started", "succeeded", "failed", "killed", "lost", "host_down", "host_up", "machine_stuck")
 EMBEDDED = "<embedded default>"
 
 
@@ -56,7 +56,7 @@ class Route:
 @dataclass(frozen=True)
 class Notify:
     urls: tuple[str, ...] = ()
-    on: tuple[str, ...] = ("failed", "succeeded", "host_down")
+    on: tuple[str, ...] = ("failed", "succeeded", "host_down", "machine_stuck")  # stuck: its destroy failed
     routes: tuple[Route, ...] = ()
     retries: int = 2  # attempts after the first, each after a doubled wait
     backoff: float = 1.0  # seconds before the first retry

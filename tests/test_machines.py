@@ -276,8 +276,12 @@ async def test_the_dashboard_shows_a_machine_while_it_lives(loop_provider, proje
 
 
 def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kept(loop_provider, project, tmp_path):
+    from test_notify import Receiver
+
     refuse = tmp_path / "refuse"
     config = loop_provider.config(tmp_path / "config.toml", env={"LOOP_DESTROY_FAIL": str(refuse)})
+    receiver = Receiver()
+    config.write_text(config.read_text() + f'\n[notify]\nurls = ["{receiver.url()}"]\nretries = 0\n')
     proc = simtui("run", "--provider", "loop", "--", "sleep", "300", config=config, cwd=project, timeout=120)
     assert proc.returncode == 0, proc.stderr
     label = proc.stdout.strip()
@@ -290,6 +294,11 @@ def test_machines_destroy_ends_a_running_job_as_lost_and_a_failed_destroy_is_kep
     assert machine["state"] == "up"  # as it was: its job's log and outputs still come here at its end
     assert "rate limited" in simtui("machines", config=config).stdout
     assert name in loop_provider.live() and simtui_json("show", label, config=config)["state"] == "running"
+    # told where the user looks, once: it costs until someone acts
+    [told] = wait_for(lambda: receiver.got(f"machine {name} could not be destroyed"), timeout=30, what="a notice")
+    assert "rate limited by the API" in told["message"] and f"machines --forget {name}" in told["message"]
+    assert "0.5/hour" in told["message"] and told["type"] == "failure"
+    receiver.close()
 
     refuse.unlink()
     assert simtui("machines", "--destroy", name, config=config).returncode == 0

@@ -343,6 +343,7 @@ class Machines:
         except providers.ProviderError as err:
             self._retry_at[machine.name] = time.monotonic() + DESTROY_RETRY
             logger.warning("%s: %s", machine.name, err)
+            self.engine.notifier.machine_stuck(machine, str(err))
             return table.update(self.store, machine.name, state=machine.state, error=str(err))  # as it was
         self._retry_at.pop(machine.name, None)
         await self.engine.pool.drop(machine.name)

@@ -40,6 +40,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ from simtui.hosts import scripts
 from simtui.hosts import Host
 from simtui.hosts.base import home_relative
 from simtui.hosts import jobs as remote
-from simtui.model import HostState, JobState, Record, to_dict
+from simtui.model import HostState, JobState, Machine, Record, to_dict
 from simtui.recordfmt import duration
 from simtui.secret import mask
 from simtui.store import notifications as claims
@@ -67,7 +68,7 @@ JOB_EVENTS = {
 }
 KINDS = {  # apprise notify types
     "started": "info", "succeeded": "success", "failed": "failure", "killed": "warning",
-    "lost": "failure", "host_down": "failure", "host_up": "success", "test": "info",
+    "lost": "failure", "host_down": "failure", "host_up": "success", "test": "info", "machine_stuck": "failure",
 }
 WITH_OUTPUT = ("failed", "killed", "lost")  # events whose message carries the last lines
 ENDS = ("succeeded", "failed", "killed", "lost")  # events whose message carries the figure of the metrics
@@ -247,6 +248,24 @@ class Notifier:
         urls = self.destinations(event, tags)
         notice = host_notice(event, host, reason, tags)
         self._claim_and_send(notice, urls, lambda: claims.claim_host(self.store.db, host, event, bool(urls)),
+                             lambda key: self._send(key, notice, urls))
+
+    def machine_stuck(self, machine: Machine, error: str) -> None:
+        """A machine made for a job could not be destroyed: told once, as it costs
+        until someone acts (simtui tries again meanwhile)."""
+        urls = self.destinations("machine_stuck", ("machine",))
+        if self.store is None or not urls:
+            return
+        lines = [f"machine: {machine.name} ({machine.provider}, {machine.size})", f"job: {machine.label}",
+                 f"why: {plain(error)}"]
+        if machine.price is not None:
+            lines.append(f"price: {machine.price:g}/hour, {machine.cost(time.time()):.4f} so far")
+        lines.append(f"simtui tries again every 30 s; or destroy it yourself, then "
+                     f"`simtui machines --forget {machine.name}`")
+        notice = Notice("machine_stuck", f"simtui: machine {machine.name} could not be destroyed", "\n".join(lines),
+                        label=machine.label, host=machine.name)
+        self._claim_and_send(notice, urls, lambda: claims.claim_machine(self.store.db, machine.name, machine.label,
+                                                                         "machine_stuck"),
                              lambda key: self._send(key, notice, urls))
 
     async def test(self) -> list[Delivery]:

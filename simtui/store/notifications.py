@@ -58,6 +58,13 @@ def claim_sweep(db: Database, sweep: str, host: str, event: str, runs: int) -> s
         return key if _insert(db, key, event, sweep, host, PENDING) else None
 
 
+def claim_machine(db: Database, name: str, label: str, event: str) -> str | None:
+    """Claim telling ``event`` of a machine made for a job (once a machine and event)."""
+    key = f"machine:{name}:{event}"
+    with write_transaction(db):
+        return key if _insert(db, key, event, label, name, PENDING) else None
+
+
 def claim_host(db: Database, host: str, event: str, wanted: bool) -> str | None:
     """Record that ``host`` went down (or came back up) and claim telling it.
 
