@@ -177,6 +177,9 @@ def test_kill_ends_the_job_and_destroys_its_machine_and_machines_lists_it_while_
     assert follow.wait(timeout=60) == 1
     record = ended_and_gone(loop_provider, config, label)
     assert record["state"] == "killed"
+    # never "failed" on the way, though the host's poll saw the job exit 143 before the kill's end was written
+    assert [e["detail"] for e in record["events"] if e["kind"] == "state"] == ["queued", "starting", "running",
+                                                                              "killed"]
     assert user_gone(made_user(loop_provider, record["host"]))
 
 

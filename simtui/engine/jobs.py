@@ -387,8 +387,8 @@ class Engine:
             found = await host.job_status(jobs_dir, [r.label for r in records])
             for record in records:
                 record = self.store.get(record.label)  # as it is now: a launch may have written it meanwhile
-                if record.label not in found or record.state.finished:  # nothing to say of it, or settled
-                    continue
+                if record.label not in found or record.state.finished or record.label in self._kills:
+                    continue  # nothing to say of it, settled, or a kill under way says how it ended
                 if record.state is JobState.STARTING and record.pid is None and not found[record.label].pid:
                     if runs.client_alive(record):
                         continue  # its launch is under way
