@@ -402,3 +402,16 @@ def test_after_makes_the_machine_once_the_other_job_succeeded_and_never_if_it_fa
                       timeout=30, what="the dependent failed")
     assert record["log_tail"] == f"dependency failed: {failing} is failed"
     assert not any(f"loop-{third}" in call for call in loop_provider.calls())  # no machine was ever made for it
+
+
+def test_a_job_lost_on_its_machine_also_ends_with_the_machine_destroyed(loop_provider, project, tmp_path):
+    """Every process of the machine's user killed (the job, its wrapper, simtui's
+    sessions): no exit code is left, the job is lost, and its machine goes too."""
+    config = loop_provider.config(tmp_path / "config.toml")
+    label = simtui("run", "--provider", "loop", "--", "sh", "-c", "echo partial > part.txt; sleep 300",
+                   config=config, cwd=project, timeout=120).stdout.strip()
+    wait_for(lambda: simtui_json("show", label, config=config)["state"] == "running", timeout=30, interval=0.2,
+             what="the job to run")
+    subprocess.run(["pkill", "-KILL", "-u", made_user(loop_provider, f"loop-{label}")], check=False)
+    record = ended_and_gone(loop_provider, config, label)
+    assert record["state"] == "lost" and record["exit_code"] is None
