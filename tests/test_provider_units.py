@@ -34,6 +34,8 @@ def test_create_output_chatter_passed_over_keys_kept():
 @pytest.mark.parametrize("text, said", [
     ("id=1\n", "create printed no address= line"),
     ("address=h\nport=ssh\n", "port='ssh', not a port number"),
+    ("address=1.2.3.4 ssh-rsa AAAA\n", "address='1.2.3.4 ssh-rsa AAAA', not a host name or IP address"),
+    ("address=h\nuser=root;id\n", "user='root;id', not a user name"),
     ("address=h\nhost_key=nonsense\n", "a host_key that is not 'TYPE BASE64'"),
     ("address=h\nhost_key=ssh-ed25519 !!!!\n", "a host_key that is not 'TYPE BASE64'"),
 ])

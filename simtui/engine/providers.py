@@ -33,6 +33,8 @@ from simtui.secret import mask
 from simtui.textsafe import one_line
 
 KEY_RETRY = 2.0  # seconds between runs of a host_key command that printed no key yet
+_ADDRESS = re.compile(r"^[A-Za-z0-9.:_-]+$")  # a host name, IPv4 or IPv6 address
+_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
 _KEY = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@._-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)")
 
 
@@ -118,6 +120,10 @@ def parse_created(provider: ProviderSpec, text: str) -> Created:
     if not values.get("address"):
         raise ProviderError(f"provider {provider.name}: create printed no address= line (its stdout must "
                             "say address=HOST and host_key=TYPE BASE64)")
+    for key, pattern, what in (("address", _ADDRESS, "a host name or IP address"), ("user", _USER, "a user name")):
+        if values.get(key) and not pattern.match(values[key]):
+            raise ProviderError(f"provider {provider.name}: create printed {key}={one_line(values[key])[:80]!r}, "
+                                f"not {what}")
     port = values.get("port")
     if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ProviderError(f"provider {provider.name}: create printed port={port!r}, not a port number")
