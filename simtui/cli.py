@@ -638,7 +638,8 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
                    params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel, **machine)
     progress = ProgressLine("sync", forced=False)
     try:
-        records = with_client(obj, lambda client: client.sweep(spec, points, progress))
+        stage = (lambda text: click.echo(f"simtui: {text}", err=True)) if provider else None
+        records = with_client(obj, lambda client: client.sweep(spec, points, progress, stage))
     finally:
         progress.close()
     show_records(records, as_json, records[0].sweep or "")

@@ -299,11 +299,12 @@ class Client:
     async def kill(self, label: str) -> Record:
         return Record.from_dict(await self.request("kill", label=label))
 
-    async def sweep(self, spec: JobSpec, points: Sequence[dict[str, Any]],
-                    progress: Progress | None = None) -> list[Record]:
-        """One run per point (its parameters over ``spec.params``), sharing a new sweep id."""
+    async def sweep(self, spec: JobSpec, points: Sequence[dict[str, Any]], progress: Progress | None = None,
+                    stage: Callable[[str], None] | None = None) -> list[Record]:
+        """One run per point (its parameters over ``spec.params``), sharing a new sweep id;
+        ``stage`` hears each step of making their machines (--provider)."""
         spec = spec if spec.cwd else dataclasses.replace(spec, cwd=os.getcwd())
-        found = await self.request("sweep", self._progress(progress), spec=spec.to_dict(), points=list(points))
+        found = await self.request("sweep", self._progress(progress, stage), spec=spec.to_dict(), points=list(points))
         return [Record.from_dict(record) for record in found]
 
     async def kill_sweep(self, sweep: str) -> list[Record]:

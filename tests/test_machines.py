@@ -89,7 +89,8 @@ def test_a_job_on_a_machine_made_for_it_outputs_pulled_then_the_machine_destroye
         assert hashlib.sha256((here / path).read_bytes()).hexdigest() == sha
     assert (here / "result.txt").read_text() == "result\n"
     assert f"making machine loop-{label} (big) with loop" in proc.stderr  # each step told as it comes
-    assert "waiting for SSH on 127.0.3." in proc.stderr and f"sending the project to loop-{label}" in proc.stderr
+    assert f"waiting for SSH on loop-{label} (127.0.3." in proc.stderr
+    assert f"sending the project to loop-{label}" in proc.stderr
     # and are checked and pulled from there now that the machine is gone
     found = simtui_json("outputs", label, config=config)
     assert {o["path"]: o["state"] for o in found} == {"result.txt": "unchanged", "out/deep.txt": "unchanged"}
@@ -361,6 +362,8 @@ def test_a_sweep_makes_a_machine_per_point_and_max_parallel_caps_those_live(loop
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)["records"]
     assert len(records) == 3 and len({r["sweep"] for r in records}) == 1
+    begun = [r["label"] for r in records if r["state"] != "queued"]  # each one's steps told as they come
+    assert all(f"making machine loop-{label} (big) with loop" in proc.stderr for label in begun)
     waiting = [r for r in records if r["state"] == "queued"]
     assert len(waiting) == 1 and "waiting: for a slot of its sweep" in waiting[0]["log_tail"]
     for record in records:

@@ -169,14 +169,15 @@ class Engine:
         return sum(r.sweep == sweep for r in self.active()) < max_parallel
 
     async def sweep(self, spec: JobSpec, points: list[dict[str, Any]],
-                    progress: Callable[[int, int], None] | None = None) -> list[Record]:
+                    progress: Callable[[int, int], None] | None = None,
+                    stage: Callable[[str], None] | None = None) -> list[Record]:
         """One record per point (its parameters over ``spec.params``), all with one new
         sweep id, submitted in order. Placed by fit one after another: a host whose
         ``max_jobs`` the earlier points took is passed over while another fits."""
         sweep = SWEEP_PREFIX + make_label({"argv": list(spec.argv), "points": points, "created": time.time()})[:10]
         spec = replace(spec, sweep=sweep)
         if spec.provider:  # a machine made for each point
-            return await self.machines.sweep(spec, points, progress)
+            return await self.machines.sweep(spec, points, progress, stage)
         chosen: list[tuple[str | None, str | None]] = [(spec.host, spec.placement)] * len(points)
         if not spec.host and not spec.needs.is_empty():
             chosen = await self._place_points(spec, len(points))

@@ -106,11 +106,12 @@ class Machines:
                                                               f"{(record.spec or {}).get('max_parallel')})")
         return await asyncio.shield(self.begin(record, progress, stage))
 
-    async def sweep(self, spec: JobSpec, points: list[dict[str, Any]], progress: Any) -> list[Record]:
+    async def sweep(self, spec: JobSpec, points: list[dict[str, Any]], progress: Any,
+                    stage: Callable[[str], None] | None = None) -> list[Record]:
         """A machine for each point, made side by side (at most ``max_parallel`` live
         at once); the records as they are once those begun have started (or failed)."""
-        found = await asyncio.gather(*(self.submit(replace(spec, params={**spec.params, **point}), None, progress)
-                                       for point in points), return_exceptions=True)
+        found = await asyncio.gather(*(self.submit(replace(spec, params={**spec.params, **point}), None, progress,
+                                                   stage) for point in points), return_exceptions=True)
         for outcome in found:
             if not isinstance(outcome, (Record, LaunchError)):
                 raise outcome
@@ -192,7 +193,7 @@ class Machines:
             machine = await self._create(provider, machine, spec.image)
             if self._killed(label):
                 return self.store.get(label)
-            doing(f"waiting for SSH on {machine.address}", f"SSH on {machine.address}")
+            doing(f"waiting for SSH on {machine.name} ({machine.address})", f"SSH on {machine.address}")
             host = await self._boot(provider, machine)
             if self._killed(label):
                 return self.store.get(label)

@@ -88,7 +88,8 @@ class Requests:
         return self._done(await asyncio.shield(self.engine.kill(label)))
 
     async def op_sweep(self, event: Event, spec: dict[str, Any], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        launch = self.engine.sweep(JobSpec.from_dict(spec), points, progress=self._progress(event))
+        launch = self.engine.sweep(JobSpec.from_dict(spec), points, progress=self._progress(event),
+                                   stage=self._stage(event))
         return [self._done(record) for record in await asyncio.shield(launch)]
 
     async def op_kill_sweep(self, event: Event, sweep: str) -> list[dict[str, Any]]:
