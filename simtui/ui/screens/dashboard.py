@@ -103,7 +103,8 @@ class DashboardScreen(Screen):
         record = self.jobs.record
         label = record.label if record else None
         title = f"Log · {record.label} · {record.host} · {one_line(record.command)}" if record else "Log"
-        self.log_pane.follow(label, title)
+        if self.log_pane.display:  # hidden behind the metrics pane: it follows the row once shown again
+            self.log_pane.follow(label, title)
         self.metrics_pane.follow(record)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -207,6 +208,8 @@ class DashboardScreen(Screen):
         log.display = not pane.display
         if pane.display:
             pane.poll()
+        else:
+            self._follow_selected()  # the row chosen meanwhile
         self.refresh_bindings()
 
     def action_metrics_page(self) -> None:
