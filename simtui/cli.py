@@ -529,6 +529,11 @@ def machine_options(host: str | None, size: str | None, provider: str | None, wo
     return {"provider": provider, "size": size, "sync": True, "project_root": str(find_project().root)}
 
 
+def say_stage(text: str) -> None:
+    """A step of making a job's machine, on stderr."""
+    click.echo(f"simtui: {text}", err=True)
+
+
 def finish(record: Record) -> None:
     """Exit 0 for a job that succeeded, 1 for one that failed, was killed or lost."""
     if record.state is not JobState.SUCCEEDED:
@@ -596,7 +601,7 @@ def run(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: str
                    require_clean=require_clean, params_file=params_file, params_format=params_format(params_file),
                    time=time_limit, image=image, **machine)
     progress = ProgressLine("sync", forced=False)
-    stage = (lambda text: click.echo(f"simtui: {text}", err=True)) if provider else None
+    stage = say_stage if provider else None
     launch(obj, lambda client: client.submit(spec, progress, stage), follow, as_json, progress)
 
 
@@ -638,7 +643,7 @@ def sweep(obj: Obj, host: str | None, cpus: str | None, mem: str | None, gpus: s
                    params_format=params_format(params_file), time=time_limit, max_parallel=max_parallel, **machine)
     progress = ProgressLine("sync", forced=False)
     try:
-        stage = (lambda text: click.echo(f"simtui: {text}", err=True)) if provider else None
+        stage = say_stage if provider else None
         records = with_client(obj, lambda client: client.sweep(spec, points, progress, stage))
     finally:
         progress.close()
@@ -668,12 +673,12 @@ def machines(obj: Obj, everything: bool, destroy: str | None, forget: str | None
         found = made.listed(open_store(), live=not everything)
     now = time.time()
     if as_json:
-        echo_json([{**m.to_dict(), "age": (m.destroyed or now) - m.created, "cost": m.cost(now)} for m in found])
+        echo_json([{**m.to_dict(), "age": m.age(now), "cost": m.cost(now)} for m in found])
         return
     if destroy or forget:
         click.echo(f"destroyed {destroy}" if destroy else f"forgotten {forget} (it was not destroyed by simtui)")
         return
-    rows = [(m.name, m.provider, m.size, m.state, m.label, m.address or "", duration((m.destroyed or now) - m.created),
+    rows = [(m.name, m.provider, m.size, m.state, m.label, m.address or "", duration(m.age(now)),
              "" if m.cost(now) is None else f"{m.cost(now):.4f}", one_line(m.error or "")) for m in found]
     click.echo(table(["machine", "provider", "size", "state", "job", "address", "age", "cost", "error"], rows)
                if rows else "no machines" + ("" if everything else " live (--all: those destroyed too)"))

@@ -140,11 +140,15 @@ class Machine:
     def live(self) -> bool:
         return self.state != "gone"
 
+    def age(self, now: float) -> float:
+        """Seconds from its create until it was destroyed (or until ``now``)."""
+        return (self.destroyed or now) - self.created
+
     def cost(self, now: float) -> float | None:
         """What it cost until it was destroyed (or until ``now``), at its price per hour."""
         if self.price is None:
             return None
-        return round(self.price * ((self.destroyed or now) - self.created) / 3600, 6)
+        return round(self.price * self.age(now) / 3600, 6)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -530,18 +530,27 @@ class Engine:
                 continue
             try:
                 record = self.store.get(label)
+                finished = await self.finish_copy(record) if record.state.finished else None
             except SimtuiError:
                 continue
-            log = LocalLog(label)
-            if not record.state.finished or not log.claim():
-                continue
-            try:
-                fields = await self._finish_log(await self.host(record.host), record, log)
-            except SimtuiError:
-                log.close()
-                continue
-            done.append(self._update(label, **fields) if fields else record)
+            if finished is not None:
+                done.append(finished)
         return done
+
+    async def finish_copy(self, record: Record) -> Record | None:
+        """Finish the local copy of a finished job's log (see _finish_log): the record
+        after; None when another simtui process writes that copy. Where it cannot
+        be finished now (its host away, no space) the claim is given up and the
+        SimtuiError raised."""
+        log = LocalLog(record.label)
+        if not log.claim():
+            return None
+        try:
+            fields = await self._finish_log(await self.host(record.host), record, log)
+        except SimtuiError:
+            log.close()
+            raise
+        return self._update(record.label, **fields) if fields else record
 
     @staticmethod
     def _tail(log: LocalLog) -> str | None:

@@ -63,14 +63,16 @@ class Machines:
     def spec(self, name: str) -> HostSpec | None:
         """The host spec of a live machine that has an address, else None."""
         machine = table.get(self.store, name)
-        if machine is None or not machine.live or machine.address is None:
+        return self.spec_of(machine) if machine is not None else None
+
+    def spec_of(self, machine: Machine) -> HostSpec | None:
+        """``machine``'s host spec (as read already), if it is live and has an address."""
+        provider = self._provider(machine)
+        if provider is None or not machine.live or machine.address is None:
             return None
-        try:
-            provider = self.config.provider(machine.provider)
-        except ConfigError:
-            return None
-        return replace(provider.host, name=name, address=machine.address, port=machine.port or provider.host.port,
-                       user=machine.user or provider.host.user, known_hosts=str(self._known_hosts(name)))
+        return replace(provider.host, name=machine.name, address=machine.address,
+                       port=machine.port or provider.host.port, user=machine.user or provider.host.user,
+                       known_hosts=str(self._known_hosts(machine.name)))
 
     @staticmethod
     def _known_hosts(name: str) -> Path:
@@ -124,7 +126,8 @@ class Machines:
         if not record.sweep or not limit:
             return True
         live = {m.name for m in self.live()}
-        return sum(r.host in live for r in self.engine.in_sweep(record.sweep)) < limit
+        hosts = self.store.select(("host",), sweep=record.sweep, limit=None)  # one small column, not whole records
+        return sum(host in live for (host,) in hosts) < limit
 
     def waiting(self, record: Record) -> bool:
         """A record waiting in simtui's queue for its machine to be begun."""
@@ -289,21 +292,16 @@ class Machines:
         machine cannot be reached now, for up to the provider's boot_timeout)."""
         if machine.state != "up" or record.pid is None:
             return True  # nothing ran there
-        log = LocalLog(record.label)
         facts = dict(record.machine or self._facts(machine))
         try:
-            host = await self.engine.host(machine.name)
-            if not log.compressed:
-                if not log.claim():
-                    return False
-                try:
-                    fields = await self.engine._finish_log(host, record, log)
-                finally:
-                    log.close()
-                record = self.engine._update(record.label, **fields) if fields else record
+            if not LocalLog(record.label).compressed:
+                finished = await self.engine.finish_copy(record)
+                if finished is None:
+                    return False  # its follower is finishing the copy
+                record = finished
             if outputs.recorded(record) and "outputs" not in facts:
                 dest = outputs_folder(record.label)
-                pulled = await outputs.pull(host, record, dest)
+                pulled = await outputs.pull(await self.engine.host(machine.name), record, dest)
                 facts.update(outputs=str(dest), pulled=sum(o.state == outputs.UNCHANGED for o in pulled))
         except (HostError, FileFault) as err:
             provider = self._provider(machine)

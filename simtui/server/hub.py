@@ -263,7 +263,7 @@ class Hub:
         for name in [name for name in self.views if name not in configured and name not in live]:
             self._forget(name)
         for machine in live.values():
-            spec = self.engine.machines.spec(machine.name)  # None: no address yet, or its provider left the config
+            spec = self.engine.machines.spec_of(machine)  # None: no address yet, or its provider left the config
             if machine.state == "up" and spec is not None and machine.name not in self.machine_loops:
                 self.views.setdefault(machine.name, ProbeResult(spec, None, None, HostState.CONNECTING))
                 self.host_wake[machine.name] = asyncio.Event()
@@ -280,19 +280,20 @@ class Hub:
     def _machine_going(self, name: str) -> None:
         """A machine is about to be destroyed: its host loop ends first (so it never
         looks down), its view says why."""
+        self._end_machine_loop(name)
+        if name in self.views:
+            self._view(ProbeResult(self.views[name].spec, None, None, HostState.CONNECTING, "destroying"))
+
+    def _end_machine_loop(self, name: str) -> None:
         task = self.machine_loops.pop(name, None)
         if task is not None:
             task.cancel()
-        if name in self.views:
-            self._view(ProbeResult(self.views[name].spec, None, None, HostState.CONNECTING, "destroying"))
 
     def _forget(self, name: str) -> None:
         """A destroyed machine's view goes; subscribers hear it is gone."""
         self.views.pop(name, None)
         self.host_wake.pop(name, None)
-        task = self.machine_loops.pop(name, None)
-        if task is not None:
-            task.cancel()
+        self._end_machine_loop(name)
         self.hosts.publish({"host": name, "gone": True})
 
     async def _follow(self, label: str) -> None:

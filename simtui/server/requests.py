@@ -68,7 +68,11 @@ class Requests:
     @staticmethod
     def _stage(event: Event) -> Callable[[str], None]:
         """A callback that tells the client what its request is doing now."""
-        return lambda text: asyncio.ensure_future(event({"stage": text})) and None
+
+        def stage(text: str) -> None:
+            asyncio.ensure_future(event({"stage": text}))
+
+        return stage
 
     def _done(self, record: Record) -> dict[str, Any]:
         self.hub.wake.set()
